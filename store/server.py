@@ -1,0 +1,160 @@
+"""A throwaway `redis-server` on a free loopback port, for tests, the demo and fault drills.
+
+No persistence (`--save "" --appendonly no`): a restart starts empty, like a lost server.
+
+>>> with RedisServer() as server:
+...     ping(server.url)
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from store.errors import StoreError
+
+
+def ping(url: str, timeout: float = 0.5) -> bool:
+    """True if a Redis server answers PING at `url` within `timeout` seconds (no retries)."""
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """Runs `redis-server` on 127.0.0.1 until `stop()` (or the end of a `with` block)."""
+
+    def __init__(
+        self, port: int | None = None, password: str | None = None, timeout: float = 10.0
+    ) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StoreError(
+                "redis-server is not on PATH: install it (apt-get install redis-server) "
+                "or point REDIS_URL at a running server"
+            )
+        self.binary = binary
+        self.port = port if port is not None else free_port()
+        self.password = password
+        self.timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize | None = None  # stops the server if we are dropped
+        self.start()
+
+    @property
+    def url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def __repr__(self) -> str:  # never shows the password
+        state = "running" if self.running else "stopped"
+        return f"RedisServer(127.0.0.1:{self.port}, {state})"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the server (again) on `self.port`; returns once it answers PING."""
+        if self.running:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="recstream-redis-"))
+        log = folder / "redis.log"
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(folder),
+            "--logfile", str(log),
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self._finalizer = weakref.finalize(self, _cleanup, self._proc, folder)
+        deadline = time.monotonic() + self.timeout
+        while not self._answers():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                self.stop()
+                raise StoreError(
+                    f"redis-server did not start on port {self.port} within {self.timeout} s "
+                    f"(port taken? pass another port):\n{tail}"
+                )
+            time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        """True once our process (not another server on the port) answers."""
+        assert self._proc is not None
+        client = redis.Redis.from_url(
+            self.url, socket_timeout=0.2, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            return int(client.info("server")["process_id"]) == self._proc.pid
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after 5 s) and remove its folder."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._proc = self._finalizer = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; `restart()` brings it back (empty)."""
+        if self.running:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+
+    def restart(self) -> None:
+        """Stop (if running) and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cleanup(proc: subprocess.Popen[bytes], folder: Path) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with contextlib.suppress(OSError):
+        shutil.rmtree(folder)

@@ -1,0 +1,82 @@
+"""Reads a written version back and lists how it differs from its snapshot.
+
+The chunks are compared byte for byte (they are what readers load for top-k; comparing is
+cheaper than hashing them again); the per-id hashes by their sizes and a sample of values.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from store.layout import Layout, chunk_bounds
+from store.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    import redis
+
+_SAMPLE = 256  # per-id values read back per hash
+_GROUP = 16  # chunks per round trip (~64 MB)
+
+
+def differences(client: redis.Redis, layout: Layout, snap: Snapshot, chunk_rows: int) -> list[str]:
+    """What Redis holds differently from `snap` under its version; empty if nothing."""
+    return _chunks(client, layout, snap, chunk_rows) + _hashes(client, layout, snap)
+
+
+def per_id_hashes(snap: Snapshot, layout: Layout) -> list[tuple[str, list[str], np.ndarray]]:
+    """(key, ids, vectors) of the per-id hashes of the snapshot's version."""
+    v = snap.version
+    return [
+        (layout.item(v), snap.item_ids, snap.item_vectors),
+        (layout.user(v), snap.user_ids, snap.user_vectors),
+    ]
+
+
+def _chunks(client: redis.Redis, layout: Layout, snap: Snapshot, chunk_rows: int) -> list[str]:
+    """The chunks, byte for byte: they are what readers load for top-k."""
+    v = snap.version
+    matrix = snap.item_vectors.reshape(-1).view(np.uint8).data
+    width = 4 * snap.dim
+    bounds = chunk_bounds(len(snap.item_ids), chunk_rows)
+    problems = []
+    for first in range(0, len(bounds), _GROUP):
+        group = range(first, min(first + _GROUP, len(bounds)))
+        pipe = client.pipeline(transaction=False)
+        for c in group:
+            pipe.get(layout.matrix(v, c))
+            pipe.get(layout.ids(v, c))
+        replies = pipe.execute()
+        for c, blob, id_blob in zip(group, replies[0::2], replies[1::2], strict=True):
+            lo, hi = bounds[c]
+            if blob != bytes(matrix[lo * width : hi * width]):
+                problems.append(f"{layout.matrix(v, c)} differs from the snapshot")
+            if id_blob != msgspec.msgpack.encode(snap.item_ids[lo:hi]):
+                problems.append(f"{layout.ids(v, c)} differs from the snapshot")
+    return problems
+
+
+def _hashes(client: redis.Redis, layout: Layout, snap: Snapshot) -> list[str]:
+    """The per-id hashes: their sizes, and a sample of their values."""
+    rng = np.random.default_rng(snap.version)
+    pipe = client.pipeline(transaction=False)
+    samples = []
+    for key, ids, vectors in per_id_hashes(snap, layout):
+        n = len(ids)
+        rows = sorted({0, n - 1, *rng.integers(0, n, _SAMPLE).tolist()}) if n else []
+        samples.append((key, ids, vectors, rows))
+        pipe.hlen(key)
+        pipe.hmget(key, [ids[r] for r in rows] or ["-"])  # HMGET needs a field
+    replies = pipe.execute()
+    problems = []
+    for (key, ids, vectors, rows), n, blobs in zip(
+        samples, replies[0::2], replies[1::2], strict=True
+    ):
+        if n != len(ids):
+            problems.append(f"{key} has {n} fields, expected {len(ids)}")
+        bad = [ids[r] for r, b in zip(rows, blobs, strict=False) if b != vectors[r].tobytes()]
+        if bad:
+            problems.append(f"{key} differs from the snapshot at {bad[:3]!r}")
+    return problems

@@ -1,0 +1,26 @@
+"""The exceptions of the stream package: one base, narrow subclasses."""
+
+from __future__ import annotations
+
+
+class StreamError(Exception):
+    """Base class of every error raised by `stream`."""
+
+
+class InvalidEvent(StreamError):
+    """One event failed decoding or validation; it goes to the dead-letter sink.
+
+    `reason` is short and human: ``"weight must be finite and >= 0, got nan"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SourceError(StreamError):
+    """A source cannot go on: bad URI, missing file, offset out of range, re-created topic."""
+
+
+class SinkError(StreamError):
+    """A record could not be written (dead letters, the replay producer); never dropped silently."""

@@ -1,0 +1,94 @@
+"""The learner's core: it learns clusters, its state round-trips exactly, weights act."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.clustered import Clustered
+from trainer.config import ModelSettings
+from trainer.learner import EventColumns, Learner
+from trainer.loss import full_softmax_loss
+
+
+def _full_loss(learner: Learner, cols: EventColumns) -> float:
+    u = learner.users.lookup(cols.users)
+    i = learner.items.lookup(cols.items)
+    ok = (u >= 0) & (i >= 0)
+    scores = learner.scores(u[ok])
+    return float(full_softmax_loss(scores, torch.from_numpy(i[ok]), torch.ones(int(ok.sum()))))
+
+
+def test_learns_clusters_and_beats_uniform():
+    data = Clustered(seed=1)
+    learner = Learner(ModelSettings(dim=16, seed=1))
+    for _ in range(5):
+        learner.learn(data.batch(512))
+    test = data.batch(512)
+    before = _full_loss(learner, test)
+    for _ in range(80):
+        learner.learn(data.batch(512))
+    after = _full_loss(learner, test)
+    assert after < before - 0.3
+    assert after < np.log(data.items) - 0.5  # clearly better than a uniform guess
+    users = np.arange(50)
+    top = learner.scores(users).topk(10).indices.numpy()
+    ids, uids = learner.items.ids(), learner.users.ids()
+    own = np.mean(
+        [
+            [data.item_cluster(ids[j]) == data.user_cluster(uids[r]) for j in top[k]]
+            for k, r in enumerate(users)
+        ]
+    )
+    assert own > 0.8  # chance is 1/4
+
+
+def test_state_round_trip_resumes_exactly():
+    """Train 6 batches straight vs 3, save/restore, 3 more: the same model (exactly-once state).
+
+    Equal up to float round-off: BLAS kernels may sum in another order for other buffer
+    alignments, so bit-equality is not promised; every input, draw and counter is equal."""
+    s = ModelSettings(dim=8, layers=(16,), seed=3)
+    data = Clustered(seed=5)
+    batches = [data.batch(256) for _ in range(6)]
+    straight = Learner(s)
+    for b in batches:
+        straight.learn(b)
+    first = Learner(s)
+    for b in batches[:3]:
+        first.learn(b)
+    tensors, meta = first.state()
+    resumed = Learner.from_state(s, tensors, meta)
+    for b in batches[3:]:
+        resumed.learn(b)
+    users = np.arange(len(straight.users))
+    assert torch.allclose(straight.scores(users), resumed.scores(users), atol=1e-5)
+    assert straight.items.ids() == resumed.items.ids()
+    assert resumed.events_applied == straight.events_applied == 6 * 256
+
+
+def test_zero_weight_events_do_not_move_the_model():
+    s = ModelSettings(dim=8, seed=0)
+    cols = Clustered(seed=2).batch(64)
+    weighted, zero = Learner(s), Learner(s)
+    before = zero.model.items.weight.clone()
+    weighted.learn(cols)
+    zero.learn(EventColumns(cols.users, cols.items, cols.ts, np.zeros(64, np.float32)))
+    n = len(zero.items)
+    assert not torch.equal(weighted.model.items.weight[:n], before[:n])
+    assert torch.equal(zero.model.items.weight[:n], before[:n])
+
+
+def test_new_ids_grow_tables_without_restart():
+    learner = Learner(ModelSettings(dim=4))
+    n = 3000  # beyond the initial capacity of 1024 rows
+    cols = EventColumns(
+        [f"u{k}" for k in range(n)],
+        [f"i{k}" for k in range(n)],
+        np.arange(n, dtype=np.int64),
+        np.ones(n, np.float32),
+    )
+    learner.learn(cols)
+    assert len(learner.users) == len(learner.items) == n
+    assert learner.model.items.capacity >= n
+    assert torch.isfinite(learner.scores(np.array([0, n - 1]))).all()

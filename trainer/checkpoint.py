@@ -1,0 +1,168 @@
+"""Checkpoints: the single commit point of the trainer's state, written atomically.
+
+Layout of a checkpoint directory:
+
+    ckpt-0000000007/            one complete checkpoint (id 7); ids only grow
+        state.safetensors       tensors: tables, optimiser state, counts, histories, RNG
+        state.json              metadata: offsets, counters, vocabularies, settings
+        serving.safetensors     the vectors the writer publishes (store.Snapshot)
+        MANIFEST.json           written last: size and blake2b of every file above
+    .tmp-0000000008-<pid>/      a checkpoint being written (ignored, removed later)
+
+A checkpoint is written into a temp directory (each file fsynced), renamed into place, and the
+parent directory fsynced; older ones are pruned only after the new one is complete, so a crash
+at any point leaves the previous good checkpoint. Loading verifies the manifest and falls back
+to an older checkpoint, with a warning, if the newest is truncated or corrupt. Tensors load
+through safetensors and metadata through JSON: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from trainer.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+STATE = "state.safetensors"
+META = "state.json"
+SERVING = "serving.safetensors"
+MANIFEST = "MANIFEST.json"
+_PREFIX = "ckpt-"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    path: Path
+    meta: dict[str, Any]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return load_file(self.path / STATE)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+class CheckpointStore:
+    """Writes and finds checkpoints in one directory. Keeps the newest `keep` (≥ 2)."""
+
+    def __init__(self, directory: str | os.PathLike[str], keep: int = 2) -> None:
+        self.dir = Path(directory)
+        self.keep = max(2, keep)
+
+    def _complete(self) -> list[tuple[int, Path]]:
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for p in self.dir.iterdir():
+            if p.name.startswith(_PREFIX) and p.name[len(_PREFIX) :].isdigit():
+                found.append((int(p.name[len(_PREFIX) :]), p))
+        return sorted(found, reverse=True)
+
+    def next_id(self) -> int:
+        ids = [i for i, _ in self._complete()]
+        return (max(ids) + 1) if ids else 1
+
+    def save(
+        self,
+        tensors: dict[str, torch.Tensor],
+        meta: dict[str, Any],
+        extra: dict[str, Callable[[Path], None]] | None = None,
+        ckpt_id: int | None = None,
+    ) -> Checkpoint:
+        """Write a new checkpoint atomically; `extra` maps file names to writers of more files."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            cid = ckpt_id if ckpt_id is not None else self.next_id()
+            tmp = self.dir / f".tmp-{cid:010d}-{os.getpid()}"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir()
+            meta = {**meta, "schema": SCHEMA, "id": cid}
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / STATE))
+            (tmp / META).write_text(json.dumps(meta))
+            for name, write in (extra or {}).items():
+                write(tmp / name)
+            files = sorted(p.name for p in tmp.iterdir())
+            for name in files:
+                _fsync_file(tmp / name)
+            manifest = {
+                n: {"size": (tmp / n).stat().st_size, "blake2b": _digest(tmp / n)} for n in files
+            }
+            (tmp / MANIFEST).write_text(
+                json.dumps({"schema": SCHEMA, "id": cid, "files": manifest})
+            )
+            _fsync_file(tmp / MANIFEST)
+            _fsync_dir(tmp)
+            final = self.dir / f"{_PREFIX}{cid:010d}"
+            os.rename(tmp, final)
+            _fsync_dir(self.dir)
+        except OSError as e:
+            raise CheckpointError(
+                f"cannot write a checkpoint in {self.dir}: {e}; the previous checkpoint is kept. "
+                "Check free space and permissions."
+            ) from e
+        self._prune()
+        return Checkpoint(cid, final, meta)
+
+    def _prune(self) -> None:
+        for _, path in self._complete()[self.keep :]:
+            shutil.rmtree(path, ignore_errors=True)
+        for p in self.dir.glob(".tmp-*"):
+            if not p.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(p, ignore_errors=True)
+
+    @staticmethod
+    def verify(path: Path, files: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The checkpoint's metadata if its manifest checks out (for `files`, default all)."""
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            for name, want in manifest["files"].items():
+                if files is not None and name not in files:
+                    continue
+                p = path / name
+                if p.stat().st_size != want["size"] or _digest(p) != want["blake2b"]:
+                    raise CheckpointError(f"{p} does not match its manifest (truncated or corrupt)")
+            return json.loads((path / META).read_text())
+        except (OSError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} is incomplete or corrupt: {e}") from e
+
+    def latest(self, files: tuple[str, ...] | None = None) -> Checkpoint | None:
+        """The newest checkpoint that verifies; older ones are tried with a warning."""
+        for cid, path in self._complete():
+            try:
+                return Checkpoint(cid, path, self.verify(path, files))
+            except CheckpointError as e:
+                log.warning("skipping checkpoint %s: %s", path.name, e)
+        return None

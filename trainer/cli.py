@@ -1,0 +1,391 @@
+"""`recstream`: one console script; each subcommand parses flags, builds settings and runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trainer.config import ModelSettings, parse_duration_ms
+from trainer.errors import ConfigError
+from trainer.negatives import DEFAULT_NEGATIVES, parse_negatives
+
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+log = logging.getLogger("recstream")
+
+
+def _redis_default() -> str:
+    return os.environ.get("RECSTREAM_REDIS", DEFAULT_REDIS)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--namespace",
+        default=os.environ.get("RECSTREAM_NAMESPACE", "recstream"),
+        help="prefix of every Redis key of this deployment (default: %(default)s)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} takes a whole number, got {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {v}")
+        return v
+
+    return parse
+
+
+def _iso_ms(text: str) -> int:
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--from-time takes an ISO 8601 time such as 2026-11-01T00:00:00Z, got {text!r}"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recstream",
+        description="Streaming trainer for a two-tower softmax recommender: "
+        "events from Kafka (or a log) in, item and user vectors in Redis out.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on a synthetic stream, no setup needed",
+        description="Start a local broker (and Redis if none answers), generate a "
+        "synthetic stream, replay it into Kafka, train, publish to Redis and print "
+        "recommendations read back from Redis. Cleans up what it started.",
+    )
+    p.add_argument("--events", type=_positive_int("--events"), default=100_000)
+    p.add_argument("--users", type=_positive_int("--users"), default=2000)
+    p.add_argument("--items", type=_positive_int("--items"), default=3000)
+    p.add_argument(
+        "--redis",
+        default=None,
+        help="Redis URL (default: 127.0.0.1:6379 if it "
+        "answers, else a redis-server started for the demo)",
+    )
+    p.add_argument("--seed", type=int, default=7)
+    _common(p)
+    p.set_defaults(namespace="recstream-demo")  # the demo clears its namespace: never the real one
+
+    p = sub.add_parser(
+        "generate",
+        help="write a synthetic event stream (JSONL)",
+        description="A synthetic stream: Zipf-like item popularity and user taste "
+        "clusters, timestamps increasing and ending now.",
+    )
+    p.add_argument("-o", "--output", required=True, type=Path, help="output file (.gz compresses)")
+    p.add_argument("--users", type=_positive_int("--users"), default=10_000)
+    p.add_argument("--items", type=_positive_int("--items"), default=5_000)
+    p.add_argument("--events", type=_positive_int("--events"), default=100_000)
+    p.add_argument("--clusters", type=_positive_int("--clusters"), default=8)
+    p.add_argument(
+        "--affinity",
+        type=float,
+        default=0.8,
+        help="share of events inside the user's cluster (1.0 = disjoint groups)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    p = sub.add_parser(
+        "replay",
+        help="produce an event log into a Kafka topic",
+        description="Produce a JSONL (or .gz) event log into a topic, keyed by "
+        "user, each line as it is (the trainer rejects bad lines into <topic>.dlq).",
+    )
+    p.add_argument("path", type=Path)
+    p.add_argument("--to", required=True, help="kafka://HOST:PORT/TOPIC")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="events/s limit; 0 = as fast as possible"
+    )
+    p.add_argument(
+        "--partitions",
+        type=_positive_int("--partitions"),
+        default=4,
+        help="partitions of the topic if it has to be created (default: %(default)s)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    _common(p)
+
+    p = sub.add_parser(
+        "train",
+        help="the trainer daemon",
+        description="Consume events, train the model, checkpoint state with the "
+        "offsets, commit offsets after each checkpoint. Runs until SIGTERM/SIGINT "
+        "(finishes its batch, checkpoints, exits 0) or --stop-when-idle.",
+    )
+    p.add_argument("--source", required=True, help="kafka://HOST:PORT/TOPIC or file://PATH")
+    p.add_argument(
+        "--group", default="recstream", help="Kafka consumer group (default: %(default)s)"
+    )
+    p.add_argument("--checkpoint-dir", required=True, type=Path)
+    p.add_argument(
+        "--redis",
+        default=os.environ.get("RECSTREAM_REDIS"),
+        help="when given, a writer process publishes every checkpoint to this Redis",
+    )
+    p.add_argument(
+        "--stop-when-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit cleanly once no event arrived for this long",
+    )
+    p.add_argument(
+        "--from-time",
+        type=_iso_ms,
+        default=None,
+        metavar="ISO8601",
+        help="start a fresh model at the topic's offsets at this time (UTC if no zone)",
+    )
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=1024)
+    p.add_argument(
+        "--threads",
+        type=_positive_int("--threads"),
+        default=1,
+        help="torch intra-op threads; 1 is often fastest on 2 cores (default: 1)",
+    )
+    p.add_argument(
+        "--partitions",
+        type=_positive_int("--partitions"),
+        default=4,
+        help="partitions of the topic if the trainer has to create it",
+    )
+    p.add_argument(
+        "--dead-letter",
+        type=Path,
+        default=None,
+        help="dead-letter file for file sources (default: CHECKPOINT_DIR/dead-letter.jsonl)",
+    )
+    p.add_argument("--session-timeout-ms", type=_positive_int("--session-timeout-ms"), default=6000)
+    p.add_argument(
+        "--heartbeat-interval-ms", type=_positive_int("--heartbeat-interval-ms"), default=1000
+    )
+    p.add_argument("--no-progress", action="store_true")
+    m = p.add_argument_group("model")
+    m.add_argument("--dim", type=_positive_int("--dim"), default=64)
+    m.add_argument(
+        "--layers",
+        default="",
+        help="hidden sizes of the query tower, e.g. 256,128 (default: none, a linear tower)",
+    )
+    m.add_argument("--history", type=int, default=20, help="recent items per user in the query")
+    m.add_argument("--lr", type=float, default=0.1, help="Adagrad step of embedding rows")
+    m.add_argument("--dense-lr", type=float, default=0.01, help="Adagrad step of tower weights")
+    m.add_argument(
+        "--negatives",
+        default=DEFAULT_NEGATIVES,
+        help="name[:count],...: popularity:N, uniform:N, in-batch, or none (default: %(default)s)",
+    )
+    m.add_argument("--alpha", type=float, default=0.75, help="popularity sampling ∝ count^alpha")
+    m.add_argument("--epsilon", type=float, default=0.05, help="uniform share of popularity draws")
+    m.add_argument("--half-life", default="7d", help="popularity decay in event time; 0 = none")
+    m.add_argument("--seed", type=int, default=0)
+    _common(p)
+
+    p = sub.add_parser(
+        "publish",
+        help="the writer: publish checkpoints to Redis",
+        description="Publish the newest checkpoint's item and user vectors to "
+        "Redis as a new version and switch readers to it atomically.",
+    )
+    p.add_argument("--checkpoint-dir", required=True, type=Path)
+    p.add_argument(
+        "--redis", default=None, help=f"Redis URL (default: $RECSTREAM_REDIS or {DEFAULT_REDIS})"
+    )
+    p.add_argument("--watch", action="store_true", help="keep running; publish each new checkpoint")
+    p.add_argument("--interval", type=float, default=1.0, help="--watch: seconds between looks")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    _common(p)
+
+    p = sub.add_parser("recommend", help="top-k items for a user, read from Redis (JSON)")
+    p.add_argument("--user", required=True)
+    p.add_argument("-k", type=_positive_int("-k"), default=10)
+    p.add_argument("--exclude", default="", help="comma-separated item ids to leave out")
+    p.add_argument(
+        "--redis", default=None, help=f"Redis URL (default: $RECSTREAM_REDIS or {DEFAULT_REDIS})"
+    )
+    _common(p)
+
+    p = sub.add_parser("status", help="the trainer's state, from its newest checkpoint (JSON)")
+    p.add_argument("--checkpoint-dir", required=True, type=Path)
+    _common(p)
+    return parser
+
+
+def model_settings(a: argparse.Namespace) -> ModelSettings:
+    try:
+        layers = tuple(int(x) for x in a.layers.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--layers: cannot read {a.layers!r}; write sizes like 256,128") from None
+    try:
+        negatives = parse_negatives(a.negatives)
+    except ValueError as e:
+        raise ConfigError(f"--negatives: {e}") from None
+    return ModelSettings(
+        dim=a.dim,
+        layers=layers,
+        history=a.history,
+        lr=a.lr,
+        dense_lr=a.dense_lr,
+        negatives=negatives,
+        alpha=a.alpha,
+        epsilon=a.epsilon,
+        half_life_ms=parse_duration_ms(a.half_life, "--half-life"),
+        seed=a.seed,
+    )
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from trainer.daemon import Trainer, TrainSettings
+
+    settings = TrainSettings(
+        source=a.source,
+        checkpoint_dir=a.checkpoint_dir,
+        group=a.group,
+        redis=a.redis,
+        namespace=a.namespace,
+        batch_size=a.batch_size,
+        stop_when_idle_s=a.stop_when_idle,
+        checkpoint_every_s=a.checkpoint_every,
+        from_time_ms=a.from_time,
+        threads=a.threads,
+        partitions=a.partitions,
+        dead_letter=a.dead_letter,
+        session_timeout_ms=a.session_timeout_ms,
+        heartbeat_interval_ms=a.heartbeat_interval_ms,
+        progress=not a.no_progress and sys.stderr.isatty(),
+        model=model_settings(a),
+    )
+    trainer = Trainer(settings)
+    trainer.install_signal_handlers()
+    trainer.run()
+    print(
+        json.dumps(
+            {
+                "events_applied": trainer.learner.events_applied,
+                "events_rejected": trainer.rejected,
+                "events_per_s_this_run": round(
+                    trainer.events_this_run / max(trainer.elapsed_s, 1e-9), 1
+                ),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_publish(a: argparse.Namespace) -> int:
+    from store import Writer
+    from trainer.publish import publish_latest, watch
+
+    writer = Writer.from_url(a.redis or _redis_default(), namespace=a.namespace)
+    if a.watch:
+        watch(a.checkpoint_dir, writer, a.namespace, a.interval, a.parent_pid)
+        return 0
+    version = publish_latest(a.checkpoint_dir, writer, a.namespace, force=True)
+    if version is None:
+        print(
+            f"no complete checkpoint in {a.checkpoint_dir}; run `recstream train` first",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps({"published_version": version, "namespace": a.namespace}))
+    return 0
+
+
+def cmd_recommend(a: argparse.Namespace) -> int:
+    from store import Reader
+
+    reader = Reader.from_url(a.redis or _redis_default(), namespace=a.namespace)
+    exclude = [x for x in a.exclude.split(",") if x]
+    print(json.dumps(reader.recommend(a.user, k=a.k, exclude=exclude)))
+    return 0
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from trainer.status import status
+
+    print(json.dumps(status(a.checkpoint_dir, a.namespace), indent=2))
+    return 0
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from stream.synthetic import World, generate, write_jsonl
+
+    world = World(
+        users=a.users, items=a.items, clusters=a.clusters, affinity=a.affinity, seed=a.seed
+    )
+    n = write_jsonl(a.output, generate(world, a.events))
+    print(json.dumps({"events": n, "path": str(a.output)}))
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from stream.replay import replay
+
+    n = replay(a.path, a.to, rate=a.rate, partitions=a.partitions, progress=not a.no_progress)
+    print(json.dumps({"produced": n, "to": a.to}))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from trainer.demo import run_demo
+
+    return run_demo(
+        events=a.events,
+        users=a.users,
+        items=a.items,
+        redis_url=a.redis,
+        namespace=a.namespace,
+        seed=a.seed,
+    )
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "generate": cmd_generate,
+    "replay": cmd_replay,
+    "train": cmd_train,
+    "publish": cmd_publish,
+    "recommend": cmd_recommend,
+    "status": cmd_status,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if a.log_level != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
+    from store import StoreError
+    from stream import StreamError
+    from trainer.errors import TrainerError
+
+    try:
+        return COMMANDS[a.command](a)
+    except (TrainerError, StreamError, StoreError) as e:
+        print(f"recstream {a.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Settings as frozen typed objects; the CLI builds them, library classes take them whole."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from trainer.errors import ConfigError
+from trainer.negatives import DEFAULT_NEGATIVES, NegativeSpec, parse_negatives
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
+
+
+def parse_duration_ms(text: str, setting: str) -> float:
+    """'7d', '12h', '30m', '90s', '250ms' or a bare number of seconds → milliseconds.
+
+    >>> parse_duration_ms("7d", "--half-life")
+    604800000.0
+    """
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ConfigError(f"{setting}: cannot read {text!r} as a duration; write e.g. 7d, 12h, 90s")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What the learner needs: model shape, optimiser, negatives, popularity."""
+
+    dim: int = 64
+    layers: tuple[int, ...] = ()  # hidden layer sizes of the query tower; () = linear
+    history: int = 20  # recent items per user fed to the query tower
+    lr: float = 0.1  # Adagrad step for embedding rows
+    dense_lr: float = 0.01  # Adagrad step for the tower's dense weights
+    negatives: tuple[NegativeSpec, ...] = field(
+        default_factory=lambda: parse_negatives(DEFAULT_NEGATIVES)
+    )
+    alpha: float = 0.75  # popularity sampler: q ∝ count^alpha ...
+    epsilon: float = 0.05  # ... mixed with this share of uniform draws
+    half_life_ms: float = 7 * 86_400_000  # popularity decay in event time; 0 = none
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.dim > 0, "--dim", self.dim, "a positive integer such as 64"),
+            (
+                all(x > 0 for x in self.layers),
+                "--layers",
+                self.layers,
+                "positive sizes, e.g. 128,64",
+            ),
+            (self.history >= 0, "--history", self.history, "0 or more"),
+            (self.lr > 0, "--lr", self.lr, "a positive number such as 0.1"),
+            (self.dense_lr > 0, "--dense-lr", self.dense_lr, "a positive number such as 0.01"),
+            (self.alpha >= 0, "--alpha", self.alpha, "a number >= 0 (0.75 is usual)"),
+            (0 <= self.epsilon <= 1, "--epsilon", self.epsilon, "a share in [0, 1]"),
+            (
+                self.half_life_ms >= 0,
+                "--half-life",
+                self.half_life_ms,
+                "a duration such as 7d, or 0",
+            ),
+        ]
+        for ok, name, value, fix in checks:
+            if not ok:
+                raise ConfigError(f"{name}: bad value {value!r}; use {fix}")

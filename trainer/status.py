@@ -1,0 +1,43 @@
+"""`recstream status`: the trainer's state as one JSON object, read from its checkpoints."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from trainer.checkpoint import META, CheckpointStore
+from trainer.publish import read_published
+
+
+def status(checkpoint_dir: Path, namespace: str) -> dict[str, Any]:
+    ckpt = CheckpointStore(checkpoint_dir).latest(files=(META,))
+    published = read_published(checkpoint_dir, namespace)
+    if ckpt is None:
+        return {
+            "checkpoint": None,
+            "events_applied": 0,
+            "events_rejected": 0,
+            "offsets": {},
+            "checkpoint_time": None,
+            "published_version": published["version"] if published else None,
+        }
+    m = ckpt.meta
+    learner = m["learner"]
+    return {
+        "checkpoint": ckpt.id,
+        "events_applied": m["events_applied"],
+        "events_rejected": m["events_rejected"],
+        "offsets": m["offsets"],
+        "checkpoint_time": datetime.fromtimestamp(m["created_ms"] / 1000, UTC).isoformat(),
+        "published_version": published["version"] if published else None,
+        "published_time": (
+            datetime.fromtimestamp(published["published_ms"] / 1000, UTC).isoformat()
+            if published
+            else None
+        ),
+        "users": len(learner["users"]),
+        "items": len(learner["items"]),
+        "source": m["source"],
+        "settings": m["settings"],
+    }

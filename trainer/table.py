@@ -1,0 +1,81 @@
+"""An embedding table that grows in chunks and trains with row-wise sparse Adagrad.
+
+Only the rows a batch touches are read and updated, so a step costs O(batch), not O(table):
+the reason dense Adam over 1M items is 20-100x slower on this machine (DESIGN.md).
+Optimiser state lives beside the weights, so growing or resetting a row is one place.
+"""
+
+from __future__ import annotations
+
+import torch
+
+INITIAL_ACCUMULATOR = 0.1  # Adagrad's usual start: damps the first steps of a new row
+
+
+class EmbeddingTable:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        lr: float,
+        init_std: float,
+        generator: torch.Generator,
+        capacity: int = 1024,
+        eps: float = 1e-8,
+    ) -> None:
+        self.dim = dim
+        self.lr = lr
+        self.init_std = init_std
+        self.eps = eps
+        self._gen = generator
+        self.weight = torch.empty(0, dim)
+        self.accum = torch.empty(0, dim)
+        self._grow_to(capacity)
+
+    @property
+    def capacity(self) -> int:
+        return self.weight.shape[0]
+
+    def ensure(self, rows: int) -> None:
+        """Make room for at least `rows` rows (doubling, so growth is amortised O(1))."""
+        if rows > self.capacity:
+            self._grow_to(max(rows, 2 * self.capacity))
+
+    def _grow_to(self, capacity: int) -> None:
+        old = self.capacity
+        weight = torch.empty(capacity, self.dim)
+        accum = torch.empty(capacity, self.dim)
+        weight[:old] = self.weight
+        accum[:old] = self.accum
+        self.weight, self.accum = weight, accum
+        self.reset(torch.arange(old, capacity))
+
+    def reset(self, rows: torch.Tensor) -> None:
+        """Fresh random weights and optimiser state for `rows` (new or reused rows)."""
+        if rows.numel() == 0:
+            return
+        fresh = torch.randn(rows.numel(), self.dim, generator=self._gen) * self.init_std
+        self.weight[rows] = fresh
+        self.accum[rows] = INITIAL_ACCUMULATOR
+
+    def gather(self, unique_rows: torch.Tensor) -> torch.Tensor:
+        """A leaf copy of `unique_rows` that collects gradients for `apply`."""
+        return self.weight[unique_rows].requires_grad_(True)
+
+    @torch.no_grad()
+    def apply(self, unique_rows: torch.Tensor, grad: torch.Tensor) -> None:
+        """One Adagrad step on `unique_rows` (must be unique: one update per row)."""
+        acc = self.accum[unique_rows].addcmul_(grad, grad)
+        self.accum[unique_rows] = acc
+        self.weight[unique_rows] -= self.lr * grad / (acc.sqrt_() + self.eps)
+
+    def state(self, rows: int) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight[:rows].clone(), "accum": self.accum[:rows].clone()}
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        rows = state["weight"].shape[0]
+        if state["weight"].shape[1] != self.dim:
+            raise ValueError(f"table dim {state['weight'].shape[1]} != model dim {self.dim}")
+        self.ensure(rows)
+        self.weight[:rows] = state["weight"]
+        self.accum[:rows] = state["accum"]
