@@ -198,6 +198,36 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--alpha", type=float, default=0.75, help="popularity sampling ∝ count^alpha")
     m.add_argument("--epsilon", type=float, default=0.05, help="uniform share of popularity draws")
     m.add_argument("--half-life", default="7d", help="popularity decay in event time; 0 = none")
+    m.add_argument(
+        "--hard-pool",
+        type=int,
+        default=2048,
+        help="hard negatives: candidates drawn by popularity before scoring",
+    )
+    m.add_argument(
+        "--hard-temperature",
+        type=float,
+        default=1.0,
+        help="hard negatives are drawn ∝ exp(score / temperature)",
+    )
+    m.add_argument(
+        "--gravity",
+        type=float,
+        default=0.0,
+        help="λ of the gravity penalty on the mean squared score (0 = off)",
+    )
+    m.add_argument(
+        "--popularity-prior",
+        type=float,
+        default=0.0,
+        help="weight w of a logit offset w·log(1 + decayed count) (0 = off)",
+    )
+    m.add_argument(
+        "--eval-sample",
+        type=int,
+        default=64,
+        help="queries per batch scored before learning, for progressive recall",
+    )
     m.add_argument("--seed", type=int, default=0)
     _common(p)
 
@@ -250,6 +280,11 @@ def model_settings(a: argparse.Namespace) -> ModelSettings:
         alpha=a.alpha,
         epsilon=a.epsilon,
         half_life_ms=parse_duration_ms(a.half_life, "--half-life"),
+        hard_pool=a.hard_pool,
+        hard_temperature=a.hard_temperature,
+        gravity=a.gravity,
+        popularity_prior=a.popularity_prior,
+        eval_sample=a.eval_sample,
         seed=a.seed,
     )
 

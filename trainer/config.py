@@ -39,6 +39,11 @@ class ModelSettings:
     alpha: float = 0.75  # popularity sampler: q ∝ count^alpha ...
     epsilon: float = 0.05  # ... mixed with this share of uniform draws
     half_life_ms: float = 7 * 86_400_000  # popularity decay in event time; 0 = none
+    hard_pool: int = 2048  # hard negatives: candidates drawn by popularity, then by score
+    hard_temperature: float = 1.0  # hard negatives: sampled ∝ exp(score / temperature)
+    gravity: float = 0.0  # λ of the gravity penalty (mean squared score over all pairs)
+    popularity_prior: float = 0.0  # w: logit offset w·log(1 + decayed count), train and serve
+    eval_sample: int = 64  # queries per batch scored before learning (progressive recall)
     seed: int = 0
 
     def __post_init__(self) -> None:
