@@ -223,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight w of a logit offset w·log(1 + decayed count) (0 = off)",
     )
     m.add_argument(
+        "--no-logq",
+        action="store_true",
+        help="do not subtract log Q from sampled logits (biased; for comparisons only)",
+    )
+    m.add_argument(
+        "--eval-budget",
+        type=float,
+        default=0.1,
+        help="progressive evaluation may take at most this share of a step (default: 0.1)",
+    )
+    m.add_argument(
         "--eval-sample",
         type=int,
         default=64,
@@ -285,6 +296,8 @@ def model_settings(a: argparse.Namespace) -> ModelSettings:
         gravity=a.gravity,
         popularity_prior=a.popularity_prior,
         eval_sample=a.eval_sample,
+        eval_budget=a.eval_budget,
+        logq=not a.no_logq,
         seed=a.seed,
     )
 

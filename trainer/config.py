@@ -43,7 +43,9 @@ class ModelSettings:
     hard_temperature: float = 1.0  # hard negatives: sampled ∝ exp(score / temperature)
     gravity: float = 0.0  # λ of the gravity penalty (mean squared score over all pairs)
     popularity_prior: float = 0.0  # w: logit offset w·log(1 + decayed count), train and serve
-    eval_sample: int = 64  # queries per batch scored before learning (progressive recall)
+    logq: bool = True  # subtract log Q from sampled logits (off only to show the bias)
+    eval_sample: int = 64  # at most this many queries per batch scored before learning ...
+    eval_budget: float = 0.1  # ... and fewer when scoring would exceed this share of a step
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,6 +68,17 @@ class ModelSettings:
                 self.half_life_ms,
                 "a duration such as 7d, or 0",
             ),
+            (self.hard_pool > 0, "--hard-pool", self.hard_pool, "a positive count such as 2048"),
+            (
+                self.hard_temperature > 0,
+                "--hard-temperature",
+                self.hard_temperature,
+                "a number > 0",
+            ),
+            (self.gravity >= 0, "--gravity", self.gravity, "a number >= 0 such as 0.01 (0 = off)"),
+            (self.popularity_prior >= 0, "--popularity-prior", self.popularity_prior, "w >= 0"),
+            (self.eval_sample >= 0, "--eval-sample", self.eval_sample, "a count >= 0 (0 = off)"),
+            (self.eval_budget > 0, "--eval-budget", self.eval_budget, "a share > 0 such as 0.1"),
         ]
         for ok, name, value, fix in checks:
             if not ok:

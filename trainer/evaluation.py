@@ -98,3 +98,19 @@ class Progressive:
             self.running[k].n, self.running[k]._mean = n, mean
         self.loss.n, self.loss._mean = state["loss"]
         self.drifts = int(state["drifts"])
+
+
+def folding_rate(top_groups: np.ndarray, touched: list[set[int]]) -> float:
+    """Share of recommendations from a group the user never touched (spurious: "folding").
+
+    top_groups (U, k) the group of each recommended item; touched[u] the groups user u
+    interacted with. 0 = no folding; on K equal groups, random ranking gives ~(K-1)/K.
+    >>> folding_rate(np.array([[0, 1], [2, 2]]), [{0}, {2}])
+    0.25
+    """
+    if len(top_groups) == 0:
+        return 0.0
+    spurious = [
+        [g not in seen for g in row] for row, seen in zip(top_groups.tolist(), touched, strict=True)
+    ]
+    return float(np.mean(spurious))

@@ -1,26 +1,30 @@
 """The learner: one minibatch step of the softmax model on a batch of events.
 
 Pure core: ids, numbers and tensors in; tensors and figures out. No kafka, redis or files.
-Order inside a step: map ids to rows (growing the tables) → count the batch's positives in the
-popularity distribution → draw negatives → sampled softmax with logQ → sparse updates → push
-the batch's items onto the users' histories (after the step, so no event sees itself).
+Order inside a step: map ids to rows (growing the tables) → score a sample of the batch's
+queries against the whole catalogue *before* learning them (progressive recall) → count the
+batch's positives in the popularity distribution → draw negatives → sampled softmax with logQ
+(+ gravity) → sparse updates → push the batch's items onto the users' histories (after the
+step, so no event sees itself).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from trainer.config import ModelSettings
+from trainer.evaluation import Progressive, ranks_of
+from trainer.gravity import ItemGramian, gravity_penalty
 from trainer.history import EMPTY, UserHistory
-from trainer.loss import sampled_softmax_loss
+from trainer.loss import NegativeBlock, hit_pairs, positives_only_loss, sampled_softmax_loss
 from trainer.model import TwoTower
-from trainer.negatives import draw_shared
-from trainer.popularity import DecayedCounts, PopularitySampler, SumTree
+from trainer.negatives import draw, draw_hard
+from trainer.popularity import DecayedCounts, PopularitySampler
 from trainer.vocab import Vocabulary
 
 
@@ -51,7 +55,18 @@ class EventColumns:
 class StepStats:
     events: int
     loss: float
-    negatives: int
+    negatives: int  # per query, all strategies
+    evaluated: int = 0  # queries scored before learning
+    timings_ms: dict[str, float] = field(default_factory=dict)  # eval, sample, step
+
+
+def history_mean(table: torch.Tensor, hist: np.ndarray) -> torch.Tensor:
+    """Mean of `table` rows named by `hist` (B, L), EMPTY entries skipped; zeros if none."""
+    valid = hist != EMPTY
+    rows = torch.from_numpy(np.where(valid, hist, 0))
+    mask = torch.from_numpy(valid).unsqueeze(-1).to(table.dtype)
+    total = (table[rows] * mask).sum(1)
+    return total / mask.sum(1).clamp(min=1)
 
 
 class Learner:
@@ -66,6 +81,13 @@ class Learner:
         )
         self.history = UserHistory(settings.history)
         self.rng = np.random.default_rng(settings.seed + 2)
+        self.torch_gen = torch.Generator().manual_seed(settings.seed + 3)
+        self.gram = ItemGramian(settings.dim) if settings.gravity > 0 else None
+        self.progress = Progressive()
+        # evaluation draws its own randomness: it must never change what training does
+        self._eval_rng = np.random.default_rng(settings.seed + 4)
+        self._step_ms = 0.0  # moving averages that size the evaluation sample
+        self._eval_query_ms = 0.0
         self.events_applied = 0
         self.last_ts = 0
 
@@ -79,160 +101,194 @@ class Learner:
         self.history.ensure(len(self.users))
         return u, i
 
+    def prior(self, rows: np.ndarray, now_ms: float | None = None) -> torch.Tensor:
+        """The popularity logit offset w·log(1 + decayed count) of item rows (0 when off)."""
+        w = self.settings.popularity_prior
+        if w == 0 or len(rows) == 0:
+            return torch.zeros(len(rows))
+        self.counts.ensure(int(rows.max()) + 1)
+        counts = self.counts.at(rows, now_ms if now_ms is not None else self.last_ts)
+        return torch.from_numpy(w * np.log1p(counts)).float()
+
     # ---- the step --------------------------------------------------------------------------
     def learn(self, cols: EventColumns) -> StepStats:
         if len(cols) == 0:
             return StepStats(0, 0.0, 0)
+        s = self.settings
+        known_users, known_items = len(self.users), len(self.items)
         u, i = self._rows(cols)
+        t0 = time.perf_counter()
+        ranks = self._evaluate(u, i, known_users, known_items)
+        t1 = time.perf_counter()
+        self.last_ts = max(self.last_ts, int(cols.ts.max()))
         rescale = self.counts.add(i, cols.ts)
         self.sampler.rescaled(rescale)
         self.sampler.update(i)
-        neg = draw_shared(
-            self.settings.negatives, i, self.sampler, self.counts, len(self.items), self.rng
+        neg = draw(
+            s.negatives,
+            i,
+            self.sampler,
+            self.counts,
+            len(self.items),
+            s.hard_pool,
+            self.rng,
+            s.logq,
         )
+        t2 = time.perf_counter()
         hist = self.history.get(u)
-        loss = self._step(u, i, hist, neg.rows, neg.log_q, cols.weights)
+        loss = self._step(u, i, hist, neg, cols.weights)
         self.history.push(u, i)
         self.events_applied += len(cols)
-        self.last_ts = max(self.last_ts, int(cols.ts.max()))
-        return StepStats(len(cols), loss, neg.count)
+        t3 = time.perf_counter()
+        self._step_ms = (
+            0.9 * self._step_ms + 0.1 * (t3 - t1) * 1000 if self._step_ms else (t3 - t1) * 1000
+        )
+        if ranks is not None:
+            self.progress.update(ranks, loss)
+            if len(ranks):
+                per_query = (t1 - t0) * 1000 / len(ranks)
+                self._eval_query_ms = (
+                    0.9 * self._eval_query_ms + 0.1 * per_query
+                    if self._eval_query_ms
+                    else per_query
+                )
+        timings = {"eval": (t1 - t0) * 1e3, "sample": (t2 - t1) * 1e3, "step": (t3 - t2) * 1e3}
+        return StepStats(len(cols), loss, neg.total, 0 if ranks is None else len(ranks), timings)
 
     def _step(
-        self,
-        u: np.ndarray,
-        i: np.ndarray,
-        hist: np.ndarray,
-        neg_rows: np.ndarray,
-        neg_log_q: np.ndarray,
-        weights: np.ndarray,
+        self, u: np.ndarray, i: np.ndarray, hist: np.ndarray, neg: Any, weights: np.ndarray
     ) -> float:
-        m = self.model
-        b, n = len(i), len(neg_rows)
+        m, s = self.model, self.settings
+        b, n = len(i), len(neg.rows)
         valid = hist != EMPTY
-        # one gather per table: every item row the step reads, positives, negatives, histories
-        item_rows, inv = np.unique(np.concatenate([i, neg_rows, hist[valid]]), return_inverse=True)
+        # one gather per table: every item row the step reads — positives, negatives, histories
+        item_rows, inv = np.unique(np.concatenate([i, neg.rows, hist[valid]]), return_inverse=True)
         user_rows, u_inv = np.unique(u, return_inverse=True)
-        item_t = torch.from_numpy(item_rows)
-        user_t = torch.from_numpy(user_rows)
+        item_t, user_t = torch.from_numpy(item_rows), torch.from_numpy(user_rows)
         V = m.items.gather(item_t)
         bias = m.item_bias.gather(item_t)
         U = m.users.gather(user_t)
+        offset = bias[:, 0] + self.prior(item_rows)
 
+        local_hist = np.full(hist.shape, EMPTY, dtype=np.int64)
+        local_hist[valid] = inv[b + n :]
+        psi = m.query(U[torch.from_numpy(u_inv)], history_mean(V, local_hist))
         pos_idx = torch.from_numpy(inv[:b])
-        neg_idx = torch.from_numpy(inv[b : b + n])
-        hist_idx = np.full(hist.shape, len(item_rows), dtype=np.int64)  # padding → a zero row
-        hist_idx[valid] = inv[b + n :]
-        V_pad = torch.cat([V, V.new_zeros(1, m.dim)])
-        counts = torch.from_numpy(valid.sum(1, keepdims=True)).clamp_(min=1).float()
-        hist_mean = V_pad[torch.from_numpy(hist_idx)].sum(1) / counts
-
-        psi = m.query(U[torch.from_numpy(u_inv)], hist_mean)
-        pos_s = (psi * V[pos_idx]).sum(1) + bias[pos_idx, 0]
-        neg_s = psi @ V[neg_idx].T + bias[neg_idx, 0]
-        hits = torch.from_numpy(neg_rows[None, :] == i[:, None])
-        loss = sampled_softmax_loss(
-            pos_s, neg_s, torch.from_numpy(neg_log_q).float(), hits, torch.from_numpy(weights)
-        )
+        pos_s = (psi * V[pos_idx]).sum(1) + offset[pos_idx]
+        w = torch.from_numpy(weights)
+        if neg.positives_only:
+            loss = positives_only_loss(pos_s, w)
+        else:
+            neg_idx = torch.from_numpy(inv[b : b + n])
+            neg_s = psi @ V[neg_idx].T + offset[neg_idx]
+            blocks = [
+                NegativeBlock(neg_s, torch.from_numpy(neg.log_q).float(), hit_pairs(i, neg.rows))
+            ]
+            if neg.hard:
+                pool_s = neg_s[:, neg.pool]
+                pos, hard_log_q = draw_hard(
+                    pool_s,
+                    torch.from_numpy(neg.pool_log_q),
+                    neg,
+                    s.hard_temperature,
+                    self.torch_gen,
+                    s.logq,
+                )
+                hard_rows = neg.rows[neg.pool][pos.numpy()]
+                q, c = np.nonzero(hard_rows == i[:, None])
+                blocks.append(
+                    NegativeBlock(
+                        pool_s.gather(1, pos),
+                        hard_log_q,
+                        (torch.from_numpy(q), torch.from_numpy(c)),
+                    )
+                )
+            loss = sampled_softmax_loss(pos_s, blocks, w)
+        total = loss
+        if self.gram is not None:
+            if self.gram.rows == 0:
+                self.gram.recompute(m.items.weight[: len(self.items)])
+            total = loss + gravity_penalty(psi, self.gram.matrix(), len(self.items), V, s.gravity)
         m.dense_opt.zero_grad(set_to_none=True)
-        (
-            loss * b
-        ).backward()  # per-event gradient scale: rows see O(1) gradients, as Adagrad expects
+        # per-event gradient scale: a row sees O(1) gradients, the scale Adagrad is tuned for
+        (total * b).backward()
         m.dense_opt.step()
         assert V.grad is not None and U.grad is not None and bias.grad is not None
         m.items.apply(item_t, V.grad)
         m.item_bias.apply(item_t, bias.grad)
         m.users.apply(user_t, U.grad)
+        if self.gram is not None:
+            self.gram.replace(V.detach(), m.items.weight[item_t], m.items.weight, len(self.items))
         return float(loss.detach())
 
+    # ---- progressive evaluation ------------------------------------------------------------
+    def _eval_count(self, b: int) -> int:
+        s = self.settings
+        if s.eval_sample == 0:
+            return 0
+        if not self._eval_query_ms:
+            return min(s.eval_sample, b, 4)
+        affordable = int(s.eval_budget * self._step_ms / self._eval_query_ms)
+        return max(1, min(s.eval_sample, b, affordable))
+
+    @torch.no_grad()
+    def _evaluate(
+        self, u: np.ndarray, i: np.ndarray, known_users: int, known_items: int
+    ) -> np.ndarray | None:
+        """Ranks of a sample of the batch's true items, scored by the model as it was before
+        this batch; an item or user the model has not seen yet counts as it would be served."""
+        k = self._eval_count(len(u))
+        if k == 0 or known_items == 0:
+            return None
+        pick = self._eval_rng.choice(len(u), size=k, replace=False)
+        users = u[pick]
+        targets = np.where(i[pick] < known_items, i[pick], -1)
+        psi = self._query(users, known_users)
+        V, offset = self.item_matrix(known_items)
+        return ranks_of(psi @ V.T + offset, torch.from_numpy(targets))
+
     # ---- inference -------------------------------------------------------------------------
+    def _query(self, user_rows: np.ndarray, known_users: int | None = None) -> torch.Tensor:
+        m = self.model
+        known = len(self.users) if known_users is None else known_users
+        user_vecs = m.users.weight[torch.from_numpy(user_rows)]
+        unseen = torch.from_numpy(user_rows >= known)
+        if unseen.any():  # a user the model never trained on has no embedding yet
+            user_vecs = user_vecs.masked_fill(unseen.unsqueeze(1), 0.0)
+        return m.query(user_vecs, history_mean(m.items.weight, self.history.get(user_rows)))
+
     @torch.no_grad()
     def query_vectors(self, user_rows: np.ndarray) -> torch.Tensor:
         """ψ for known user rows, from their embeddings and current histories."""
-        m = self.model
-        hist = self.history.get(user_rows)
-        valid = torch.from_numpy(hist != EMPTY)
-        V = m.items.weight[torch.from_numpy(np.where(hist == EMPTY, 0, hist))]
-        V = V * valid.unsqueeze(-1)
-        mean = V.sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
-        return m.query(m.users.weight[torch.from_numpy(user_rows)], mean)
+        return self._query(user_rows)
 
-    def item_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(V, b) of every known item row."""
-        n = len(self.items)
-        return self.model.items.weight[:n], self.model.item_bias.weight[:n, 0]
+    @torch.no_grad()
+    def item_matrix(self, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(V, offset) of the first `rows` item rows (default all): offset = bias + prior."""
+        n = len(self.items) if rows is None else rows
+        offset = self.model.item_bias.weight[:n, 0] + self.prior(np.arange(n))
+        return self.model.items.weight[:n], offset
 
     @torch.no_grad()
     def scores(self, user_rows: np.ndarray) -> torch.Tensor:
         """Scores of every known item for each user row: (B, n_items)."""
-        V, b = self.item_matrix()
-        return self.query_vectors(user_rows) @ V.T + b
+        V, offset = self.item_matrix()
+        return self.query_vectors(user_rows) @ V.T + offset
+
+    def figures(self) -> dict[str, Any]:
+        """Progressive quality so far, for logs, status and metrics."""
+        return self.progress.figures()
 
     # ---- state -----------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Everything needed to resume exactly: tensors, and JSON-able metadata."""
-        m = self.model
-        nu, ni = len(self.users), len(self.items)
-        tensors: dict[str, torch.Tensor] = {}
-        for name, table in m.tables().items():
-            rows = nu if name == "users" else ni
-            for k, v in table.state(rows).items():
-                tensors[f"{name}.{k}"] = v
-        for k, v in m.tower.state_dict().items():
-            tensors[f"tower.{k}"] = v.detach().clone()
-        for idx, st in m.dense_opt.state_dict()["state"].items():
-            for k, v in st.items():
-                tensors[f"dense_opt.{idx}.{k}"] = torch.as_tensor(v).clone()
-        tensors["counts.stored"] = torch.from_numpy(self.counts.arrays()["stored"])
-        tensors["sampler.tree"] = torch.from_numpy(self.sampler.tree.tree.copy())
-        for k, arr in self.history.arrays(nu).items():
-            tensors[f"history.{k}"] = torch.from_numpy(arr)
-        tensors["rng.torch"] = m.users._gen.get_state()
-        meta = {
-            "users": self.users.ids(),
-            "items": self.items.ids(),
-            "counts": self.counts.state(),
-            "events_applied": self.events_applied,
-            "last_ts": self.last_ts,
-            "rng": json.dumps(
-                {
-                    "sampler": self.sampler.rng.bit_generator.state,
-                    "learner": self.rng.bit_generator.state,
-                }
-            ),
-        }
-        return tensors, meta
+        from trainer.learner_state import export_state
+
+        return export_state(self)
 
     @classmethod
     def from_state(
         cls, settings: ModelSettings, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     ) -> Learner:
-        self = cls(settings)
-        self.users = Vocabulary(meta["users"])
-        self.items = Vocabulary(meta["items"])
-        m = self.model
-        for name, table in m.tables().items():
-            table.load({"weight": tensors[f"{name}.weight"], "accum": tensors[f"{name}.accum"]})
-        m.tower.load_state_dict(
-            {k[len("tower.") :]: v for k, v in tensors.items() if k.startswith("tower.")}
-        )
-        opt_state = m.dense_opt.state_dict()
-        for key, v in tensors.items():
-            if key.startswith("dense_opt."):
-                _, idx, name = key.split(".", 2)
-                opt_state["state"].setdefault(int(idx), {})[name] = v
-        m.dense_opt.load_state_dict(opt_state)
-        self.counts.load(meta["counts"], {"stored": tensors["counts.stored"].numpy()})
-        self.sampler = PopularitySampler(
-            self.counts, settings.alpha, settings.epsilon, seed=settings.seed + 1
-        )
-        tree = tensors["sampler.tree"].numpy()
-        self.sampler.tree = SumTree(len(tree) // 2)
-        self.sampler.tree.tree[:] = tree
-        self.history.load({k: tensors[f"history.{k}"].numpy() for k in ("items", "next")})
-        m.users._gen.set_state(tensors["rng.torch"])
-        rng = json.loads(meta["rng"])
-        self.sampler.rng.bit_generator.state = rng["sampler"]
-        self.rng.bit_generator.state = rng["learner"]
-        self.events_applied = int(meta["events_applied"])
-        self.last_ts = int(meta["last_ts"])
-        return self
+        from trainer.learner_state import import_state
+
+        return import_state(cls(settings), tensors, meta)

@@ -33,7 +33,7 @@ def build_tower(in_dim: int, layers: tuple[int, ...], out_dim: int) -> nn.Sequen
 
 class TwoTower:
     def __init__(self, s: ModelSettings) -> None:
-        gen = torch.Generator().manual_seed(s.seed)
+        gen = self.generator = torch.Generator().manual_seed(s.seed)  # new rows' initial values
         torch.manual_seed(s.seed)  # the tower's initial weights
         std = 1.0 / s.dim**0.5
         self.dim = s.dim

@@ -1,29 +1,47 @@
-"""Negative-sampling strategies and their CLI spelling.
+"""Negative-sampling strategies, their CLI spelling, and the probability each negative had.
 
-`--negatives popularity:1024,in-batch` means 1024 popularity draws plus the batch's positives.
-Every drawn negative comes with q, the probability under the strategy that drew it; the loss
-turns that into log(N·q) with N the total number of negatives (loss.py explains why).
+`--negatives popularity:1024,in-batch,hard:64` draws 1024 items by popularity, adds the batch's
+positives, and for each query picks 64 hard negatives. Strategies:
+
+- `popularity:N` — N items from q(j) ∝ count_j^α mixed with ε uniform (popularity.py);
+- `uniform:N` — N items uniformly;
+- `in-batch` — the other positives of the batch, free but drawn ∝ each item's share of
+  positives (not count^α): that share, from decayed counts, is their q;
+- `hard:N` — per query, N items drawn with probability rising with the score ψ(x)·V_j: a pool is
+  drawn by popularity (the `popularity` draws themselves when present, else `hard_pool` more),
+  scored against the batch's queries, and each query samples from softmax(score/τ) over it;
+- `full` — every item (small catalogues and tests: the exact softmax);
+- `none` — positives only (the loss becomes logistic; the model folds — for demonstrations).
+
+Each negative carries log Q = log(N·q) with N the total number of negatives of its query and q
+the probability *of the strategy that drew it* (loss.py says why that mixes unbiasedly). For a
+hard negative q = M·q_pool(j)·r_x(m): the pool draw (M candidates ∝ q_pool) followed by the
+query's draw r_x over pool positions; importance weights 1/(N·M·q_pool·r) keep Σ exp(s)/…
+an unbiased estimate of the partition function.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from trainer.popularity import DecayedCounts, PopularitySampler
 
-STRATEGIES = ("popularity", "uniform", "in-batch", "none")
-DEFAULT_NEGATIVES = "popularity:1024,in-batch"
+STRATEGIES = ("popularity", "uniform", "in-batch", "hard", "full", "none")
+_NO_COUNT = ("in-batch", "full", "none")
+DEFAULT_NEGATIVES = "popularity:1024,in-batch,hard:32"
 
 
 @dataclass(frozen=True)
 class NegativeSpec:
     name: str
-    count: int = 0  # in-batch: 0 = every other positive of the batch
+    count: int = 0  # in-batch: the batch; full: every item
 
     def __str__(self) -> str:
-        return self.name if self.name in ("in-batch", "none") else f"{self.name}:{self.count}"
+        return self.name if self.name in _NO_COUNT else f"{self.name}:{self.count}"
 
 
 def parse_negatives(text: str) -> tuple[NegativeSpec, ...]:
@@ -40,13 +58,15 @@ def parse_negatives(text: str) -> tuple[NegativeSpec, ...]:
                 f"unknown negative strategy {name!r} in {text!r}; "
                 f"choose from {', '.join(STRATEGIES)}"
             )
-        if name in ("in-batch", "none"):
+        if any(s.name == name for s in specs):
+            raise ValueError(f"{name!r} appears twice in {text!r}; give each strategy once")
+        if name in _NO_COUNT:
             if count:
                 raise ValueError(f"{name!r} takes no count (got {part!r})")
             specs.append(NegativeSpec(name))
             continue
         if not count.isdigit() or int(count) <= 0:
-            raise ValueError(f"{name!r} needs a positive count, e.g. {name}:1024 (got {part!r})")
+            raise ValueError(f"{name!r} needs a positive count, e.g. {name}:64 (got {part!r})")
         specs.append(NegativeSpec(name, int(count)))
     if any(s.name == "none" for s in specs) and len(specs) > 1:
         raise ValueError(f"'none' cannot be combined with other strategies (got {text!r})")
@@ -54,39 +74,84 @@ def parse_negatives(text: str) -> tuple[NegativeSpec, ...]:
 
 
 @dataclass
-class SharedNegatives:
-    """Negatives shared by every query of a batch: rows (N,) and log(N_total·q) (N,)."""
+class Negatives:
+    """A batch's negatives. Shared columns serve every query; hard ones are drawn per query.
 
-    rows: np.ndarray
-    log_q: np.ndarray
+    `log_q` is log(N·q) per shared column, +inf for pool-only columns (scored for hard
+    sampling, not negatives themselves): their corrected logit is -inf.
+    """
+
+    rows: np.ndarray  # (S,) shared columns
+    log_q: np.ndarray  # (S,)
+    total: int  # N: negatives per query, all strategies
+    pool: slice  # the shared columns that form the hard pool (may be empty)
+    pool_log_q: np.ndarray  # (M,) log q_pool of the pool's draws
+    hard: int  # hard negatives per query
 
     @property
-    def count(self) -> int:
-        return len(self.rows)
+    def positives_only(self) -> bool:
+        return self.total == 0
 
 
-def draw_shared(
+def draw(
     specs: tuple[NegativeSpec, ...],
     positives: np.ndarray,
     sampler: PopularitySampler,
     positive_counts: DecayedCounts,
     n_items: int,
+    hard_pool: int,
     rng: np.random.Generator,
-) -> SharedNegatives:
-    """Draw the batch's shared negatives; `positive_counts` must already hold this batch."""
-    blocks: list[tuple[np.ndarray, np.ndarray]] = []
-    for spec in specs:
-        if spec.name == "popularity":
-            blocks.append(sampler.sample(spec.count))
-        elif spec.name == "uniform":
-            rows = rng.integers(0, n_items, size=spec.count)
-            blocks.append((rows, np.full(spec.count, 1.0 / n_items)))
-        elif spec.name == "in-batch":
-            # an item shows up as an in-batch negative by its share of positives, not count^α;
-            # each occurrence is one draw, so an item twice in the batch counts twice
-            blocks.append((positives, positive_counts.share(positives)))
-    if not blocks:
-        return SharedNegatives(np.empty(0, np.int64), np.empty(0))
-    rows = np.concatenate([b[0] for b in blocks])
-    q = np.concatenate([b[1] for b in blocks])
-    return SharedNegatives(rows, np.log(len(rows) * np.maximum(q, 1e-30)))
+    logq: bool = True,
+) -> Negatives:
+    """Draw the shared negatives; `positive_counts` must already hold this batch's positives.
+
+    With `logq=False` every correction is 0 (plain sampled softmax, for comparison).
+    """
+    by_name = {s.name: s for s in specs}
+    hard = by_name["hard"].count if "hard" in by_name else 0
+    blocks: list[tuple[np.ndarray, np.ndarray]] = []  # (rows, q)
+    pool_only = False
+    if "popularity" in by_name or hard:
+        size = by_name["popularity"].count if "popularity" in by_name else hard_pool
+        blocks.append(sampler.sample(size))
+        pool_only = "popularity" not in by_name
+    if "uniform" in by_name:
+        k = by_name["uniform"].count
+        blocks.append((rng.integers(0, n_items, size=k), np.full(k, 1.0 / n_items)))
+    if "full" in by_name:
+        blocks.append((np.arange(n_items), np.full(n_items, 1.0 / n_items)))
+    if "in-batch" in by_name:
+        # each occurrence is one draw: an item twice in the batch is two negatives
+        blocks.append((positives, positive_counts.share(positives)))
+    rows = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.int64)
+    q = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0)
+    pool_size = len(blocks[0][0]) if (pool_only or hard) and blocks else 0
+    total = len(rows) - (pool_size if pool_only else 0) + hard
+    log_q = np.log(total * np.maximum(q, 1e-30)) if logq else np.zeros(len(q))
+    if pool_only:
+        log_q[:pool_size] = np.inf
+    pool_log_q = np.log(np.maximum(q[:pool_size], 1e-30))
+    return Negatives(rows, log_q, total, slice(0, pool_size), pool_log_q, hard)
+
+
+def draw_hard(
+    pool_scores: torch.Tensor,
+    pool_log_q: torch.Tensor,
+    negatives: Negatives,
+    temperature: float,
+    generator: torch.Generator,
+    logq: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query, `negatives.hard` pool positions ∝ softmax(score/τ), and their log(N·Q).
+
+    pool_scores (B, M) are the queries' scores of the pool (no gradient needed here).
+    Returns positions (B, n) into the pool and log_q (B, n).
+    """
+    logits = pool_scores.detach() / temperature
+    log_r = torch.log_softmax(logits, dim=1)
+    pos = torch.multinomial(log_r.exp(), negatives.hard, replacement=True, generator=generator)
+    if not logq:
+        return pos, torch.zeros(pos.shape)
+    m = pool_scores.shape[1]
+    log_q = math.log(negatives.total * m) + pool_log_q.to(log_r.dtype)[pos] + log_r.gather(1, pos)
+    return pos, log_q
