@@ -5,7 +5,8 @@ compares them byte for byte (and the hashes' sizes and a sample of their values)
 moves `{ns}:current`, with a Lua script that never moves it backwards; then deletes versions
 beyond the newest `keep` once they have been non-current for `grace_s` (readers that read the
 old pointer are finishing with them). Every write is a SET/HSET/UNLINK of fixed content, so any
-step can be retried.
+step can be retried. `on_stage`, if given, is called with "written" (data in Redis, meta not yet)
+and "verified" (read back, pointer not yet moved): the fault tests stop the world there.
 
     writer = Writer.from_url("redis://localhost:6379/0", namespace="reco")
     writer.publish(load_snapshot("checkpoints/v42.safetensors"))  # -> 42
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, cast
 
@@ -62,6 +64,7 @@ class Writer:
         chunk_rows: int = 16384,
         keep: int = 2,
         grace_s: float = 60.0,
+        on_stage: Callable[[str], None] | None = None,
     ) -> None:
         check_client(client)
         for name, value, low in [("chunk_rows", chunk_rows, 1), ("keep", keep, 1)]:
@@ -72,6 +75,7 @@ class Writer:
         self.client = client
         self.layout = Layout(namespace)
         self.chunk_rows, self.keep, self.grace_s = chunk_rows, keep, float(grace_s)
+        self._stage = on_stage or (lambda stage: None)
         self._flip = client.register_script(_FLIP)
 
     @classmethod
@@ -83,14 +87,18 @@ class Writer:
         chunk_rows: int = 16384,
         keep: int = 2,
         grace_s: float = 60.0,
+        on_stage: Callable[[str], None] | None = None,
         **redis_kwargs: Any,
     ) -> Writer:
-        """A writer on `url` (redis://[user:password@]host:port/db, rediss:// for TLS)."""
+        """A writer on `url` (redis://[user:password@]host:port/db, rediss:// for TLS);
+        `redis_kwargs` go to redis-py (e.g. ssl_ca_certs, ssl_certfile, ssl_keyfile)."""
         redis_kwargs.setdefault("socket_timeout", 60.0)
         redis_kwargs.setdefault("socket_connect_timeout", 5.0)
         client = redis.Redis.from_url(url, **redis_kwargs)
         log.info("writer for namespace %s on %s", namespace, where(client))
-        return cls(client, namespace, chunk_rows=chunk_rows, keep=keep, grace_s=grace_s)
+        return cls(
+            client, namespace, chunk_rows=chunk_rows, keep=keep, grace_s=grace_s, on_stage=on_stage
+        )
 
     def __repr__(self) -> str:
         return f"Writer({where(self.client)}, namespace={self.layout.namespace!r})"
@@ -144,6 +152,7 @@ class Writer:
                 self._write(snap, existing)
                 wrote = time.perf_counter()
                 self._verify(snap, existing)
+                self._stage("verified")
                 log.info(
                     "%s: wrote version %d (%d items x %d) in %.2f s, verified in %.2f s",
                     ns,
@@ -233,6 +242,7 @@ class Writer:
             **{EXTRA_PREFIX + k: val for k, val in snap.extra.items()},
         }
         fields = [x for field in meta.items() for x in field]
+        self._stage("written")
         self.client.hset(L.meta(v), items=fields)  # last: its presence means "all written"
 
     def _write_rows(self, key: str, ids: list[str], vectors: np.ndarray, lo: int) -> None:

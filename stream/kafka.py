@@ -504,6 +504,42 @@ class KafkaSource:
         self.close()
 
 
+class EndOffsets:
+    """A topic's end offsets, read with a client of its own (no group), for a watchdog thread.
+
+    The trainer's consumer belongs to its poll thread; this separate client lets another thread
+    see the log grow even while that loop is stuck. Only growth is meaningful: on the local Tansu
+    broker ``end_offsets()`` answers the last batch's base offset + 1, which grows as records
+    arrive but is not the high watermark (lag comes from ``KafkaSource.lag()``).
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, timeout_ms: int = 5000) -> None:
+        self.topic = topic
+        self._timeout_ms = timeout_ms
+        self._consumer = KafkaConsumer(
+            **settings.config(
+                KafkaConsumer,
+                group_id=None,
+                enable_auto_commit=False,
+                allow_auto_create_topics=False,
+                request_timeout_ms=max(timeout_ms, 1000),
+            )
+        )
+
+    def __call__(self) -> dict[str, int]:
+        """``{"<topic>:<partition>": end offset}``; raises `SourceError` if the broker is away."""
+        try:
+            partitions = self._consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            ends = self._consumer.end_offsets(tps, timeout_ms=self._timeout_ms) if tps else {}
+        except kerr.KafkaError as e:
+            raise SourceError(f"reading the end offsets of {self.topic!r} failed: {e}") from e
+        return {key_of(tp): int(offset) for tp, offset in ends.items()}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def offsets_for_time(
     settings: KafkaSettings, topic: str, ts_ms: int, timeout_s: float = 30.0
 ) -> dict[str, int]:

@@ -11,9 +11,12 @@ Layout of a checkpoint directory:
 
 A checkpoint is written into a temp directory (each file fsynced), renamed into place, and the
 parent directory fsynced; older ones are pruned only after the new one is complete, so a crash
-at any point leaves the previous good checkpoint. Loading verifies the manifest and falls back
-to an older checkpoint, with a warning, if the newest is truncated or corrupt. Tensors load
-through safetensors and metadata through JSON: nothing is unpickled.
+at any point leaves the previous good checkpoint. A write that fails (disk full, permissions)
+removes its temp directory and raises `CheckpointError`; the previous checkpoint stays.
+Loading verifies the manifest and falls back to an older checkpoint, with a warning, if the
+newest is truncated or corrupt; a checkpoint of a newer schema is an error, never skipped (that
+would silently roll the model back). Tensors load through safetensors and metadata through
+JSON: nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from trainer import faults
 from trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,10 @@ META = "state.json"
 SERVING = "serving.safetensors"
 MANIFEST = "MANIFEST.json"
 _PREFIX = "ckpt-"
+
+
+class NewerSchema(CheckpointError):
+    """The checkpoint was written by a newer recstream."""
 
 
 @dataclass(frozen=True)
@@ -102,10 +111,10 @@ class CheckpointStore:
         ckpt_id: int | None = None,
     ) -> Checkpoint:
         """Write a new checkpoint atomically; `extra` maps file names to writers of more files."""
+        cid = ckpt_id if ckpt_id is not None else self.next_id()
+        tmp = self.dir / f".tmp-{cid:010d}-{os.getpid()}"
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            cid = ckpt_id if ckpt_id is not None else self.next_id()
-            tmp = self.dir / f".tmp-{cid:010d}-{os.getpid()}"
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir()
@@ -117,6 +126,7 @@ class CheckpointStore:
             files = sorted(p.name for p in tmp.iterdir())
             for name in files:
                 _fsync_file(tmp / name)
+            faults.hit("checkpoint-write")
             manifest = {
                 n: {"size": (tmp / n).stat().st_size, "blake2b": _digest(tmp / n)} for n in files
             }
@@ -128,7 +138,8 @@ class CheckpointStore:
             final = self.dir / f"{_PREFIX}{cid:010d}"
             os.rename(tmp, final)
             _fsync_dir(self.dir)
-        except OSError as e:
+        except (OSError, SafetensorError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
             raise CheckpointError(
                 f"cannot write a checkpoint in {self.dir}: {e}; the previous checkpoint is kept. "
                 "Check free space and permissions."
@@ -154,15 +165,25 @@ class CheckpointStore:
                 p = path / name
                 if p.stat().st_size != want["size"] or _digest(p) != want["blake2b"]:
                     raise CheckpointError(f"{p} does not match its manifest (truncated or corrupt)")
-            return json.loads((path / META).read_text())
-        except (OSError, ValueError, KeyError) as e:
+            meta = json.loads((path / META).read_text())
+            schema = int(manifest["schema"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{path} is incomplete or corrupt: {e}") from e
+        if schema > SCHEMA:
+            raise NewerSchema(
+                f"{path} has checkpoint schema {schema}, this recstream reads up to {SCHEMA}: "
+                "upgrade recstream (an older checkpoint is not used instead: that would roll "
+                "the model back)"
+            )
+        return dict(meta)
 
     def latest(self, files: tuple[str, ...] | None = None) -> Checkpoint | None:
         """The newest checkpoint that verifies; older ones are tried with a warning."""
         for cid, path in self._complete():
             try:
                 return Checkpoint(cid, path, self.verify(path, files))
+            except NewerSchema:
+                raise
             except CheckpointError as e:
                 log.warning("skipping checkpoint %s: %s", path.name, e)
         return None

@@ -5,30 +5,158 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from trainer.config import ModelSettings, parse_duration_ms
 from trainer.errors import ConfigError
 from trainer.negatives import DEFAULT_NEGATIVES, parse_negatives
+from trainer.settings import redact_url, require, resolve
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 log = logging.getLogger("recstream")
 
 
-def _redis_default() -> str:
-    return os.environ.get("RECSTREAM_REDIS", DEFAULT_REDIS)
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--namespace",
-        default=os.environ.get("RECSTREAM_NAMESPACE", "recstream"),
+        default="recstream",
         help="prefix of every Redis key of this deployment (default: %(default)s)",
     )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="settings file; flags win over RECSTREAM_* variables, which win over the file",
+    )
+
+
+def _redis_tls(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "redis security",
+        "Put an ACL user and password in the URL (redis://USER:PASSWORD@HOST:PORT/DB; better "
+        "in RECSTREAM_REDIS than on the command line); rediss:// connects with TLS.",
+    )
+    g.add_argument("--redis-ca-cert", default=None, metavar="PEM", help="CA to trust (TLS)")
+    g.add_argument("--redis-cert", default=None, metavar="PEM", help="client certificate (TLS)")
+    g.add_argument("--redis-key", default=None, metavar="PEM", help="client key (TLS)")
+
+
+def redis_options(a: argparse.Namespace) -> dict[str, Any]:
+    """redis-py keyword arguments for the TLS flags that were given."""
+    names = {
+        "redis_ca_cert": "ssl_ca_certs",
+        "redis_cert": "ssl_certfile",
+        "redis_key": "ssl_keyfile",
+    }
+    return {kw: getattr(a, dest) for dest, kw in names.items() if getattr(a, dest, None)}
+
+
+def _kafka_security(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "kafka security",
+        "Passed to every Kafka client as kafka-python options (keep the password in "
+        "RECSTREAM_KAFKA_SASL_PASSWORD, not on the command line).",
+    )
+    g.add_argument(
+        "--kafka-security-protocol",
+        default=None,
+        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+    )
+    g.add_argument("--kafka-sasl-mechanism", default=None, help="e.g. PLAIN, SCRAM-SHA-512")
+    g.add_argument("--kafka-sasl-username", default=None)
+    g.add_argument("--kafka-sasl-password", default=None)
+    g.add_argument("--kafka-ssl-cafile", default=None, metavar="PEM")
+    g.add_argument("--kafka-ssl-certfile", default=None, metavar="PEM")
+    g.add_argument("--kafka-ssl-keyfile", default=None, metavar="PEM")
+    g.add_argument(
+        "--kafka-option",
+        action="append",
+        type=_key_value("--kafka-option"),
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other kafka-python client option, e.g. request_timeout_ms=60000 (repeatable)",
+    )
+
+
+def _key_value(name: str):
+    def parse(text: str) -> tuple[str, object]:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{name} takes NAME=VALUE, got {text!r}")
+        value: object = raw
+        for kind in (int, float):
+            try:
+                value = kind(raw)
+                break
+            except ValueError:
+                pass
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        return key.strip(), value
+
+    return parse
+
+
+def kafka_options(a: argparse.Namespace) -> dict[str, object]:
+    """kafka-python client options from the kafka security flags."""
+    named = {
+        "kafka_security_protocol": "security_protocol",
+        "kafka_sasl_mechanism": "sasl_mechanism",
+        "kafka_sasl_username": "sasl_plain_username",
+        "kafka_sasl_password": "sasl_plain_password",
+        "kafka_ssl_cafile": "ssl_cafile",
+        "kafka_ssl_certfile": "ssl_certfile",
+        "kafka_ssl_keyfile": "ssl_keyfile",
+    }
+    options: dict[str, object] = dict(a.kafka_option or [])
+    options.update({kw: getattr(a, dest) for dest, kw in named.items() if getattr(a, dest)})
+    return options
+
+
+def _seconds(name: str, allow_zero: bool = False):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} takes seconds, got {text!r}") from None
+        if not (v >= 0 if allow_zero else v > 0) or v != v or v == float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {text!r}"
+            )
+        return v
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--metrics-port takes a port number, got {text!r}"
+        ) from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"--metrics-port must be 0..65535, got {v}")
+    return v
+
+
+def _metrics(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus metrics on /metrics and a health check on /healthz",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics server binds (default: %(default)s; 0.0.0.0 in a container)",
+    )
 
 
 def _positive_int(name: str):
@@ -131,14 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
         "offsets, commit offsets after each checkpoint. Runs until SIGTERM/SIGINT "
         "(finishes its batch, checkpoints, exits 0) or --stop-when-idle.",
     )
-    p.add_argument("--source", required=True, help="kafka://HOST:PORT/TOPIC or file://PATH")
+    p.add_argument("--source", default=None, help="kafka://HOST:PORT/TOPIC or file://PATH")
     p.add_argument(
         "--group", default="recstream", help="Kafka consumer group (default: %(default)s)"
     )
-    p.add_argument("--checkpoint-dir", required=True, type=Path)
+    p.add_argument("--checkpoint-dir", default=None, type=Path)
+    require(p, "source", "checkpoint_dir")
     p.add_argument(
         "--redis",
-        default=os.environ.get("RECSTREAM_REDIS"),
+        default=None,
         help="when given, a writer process publishes every checkpoint to this Redis",
     )
     p.add_argument(
@@ -155,7 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ISO8601",
         help="start a fresh model at the topic's offsets at this time (UTC if no zone)",
     )
-    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument(
+        "--checkpoint-every",
+        type=_seconds("--checkpoint-every"),
+        default=60.0,
+        metavar="SECONDS",
+        help="checkpoint (then commit offsets) this often (default: %(default)s)",
+    )
+    p.add_argument(
+        "--checkpoint-every-events",
+        type=_positive_int("--checkpoint-every-events"),
+        default=None,
+        metavar="N",
+        help="also checkpoint after every N events",
+    )
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=1024)
     p.add_argument(
         "--threads",
@@ -179,7 +321,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--heartbeat-interval-ms", type=_positive_int("--heartbeat-interval-ms"), default=1000
     )
+    p.add_argument(
+        "--max-poll-interval-ms",
+        type=_positive_int("--max-poll-interval-ms"),
+        default=300_000,
+        help="longest time between polls (a batch plus a checkpoint) before the group "
+        "drops this consumer; over half of it logs a warning (default: %(default)s)",
+    )
     p.add_argument("--no-progress", action="store_true")
+    o = p.add_argument_group("operations")
+    _metrics(o)
+    o.add_argument(
+        "--stall-after",
+        type=_seconds("--stall-after"),
+        default=120.0,
+        metavar="SECONDS",
+        help="alarm (and fail /healthz) when training stands still this long while events "
+        "wait, or the loop does not turn (default: %(default)s)",
+    )
+    o.add_argument(
+        "--shutdown-grace",
+        type=_seconds("--shutdown-grace"),
+        default=30.0,
+        metavar="SECONDS",
+        help="time the supervisor allows after SIGTERM; bounds the wait for the writer "
+        "child (default: %(default)s)",
+    )
+    o.add_argument("--test-mode", action="store_true", help=argparse.SUPPRESS)
+    _kafka_security(p)
+    _redis_tls(p)
     m = p.add_argument_group("model")
     m.add_argument("--dim", type=_positive_int("--dim"), default=64)
     m.add_argument(
@@ -248,26 +418,46 @@ def build_parser() -> argparse.ArgumentParser:
         description="Publish the newest checkpoint's item and user vectors to "
         "Redis as a new version and switch readers to it atomically.",
     )
-    p.add_argument("--checkpoint-dir", required=True, type=Path)
-    p.add_argument(
-        "--redis", default=None, help=f"Redis URL (default: $RECSTREAM_REDIS or {DEFAULT_REDIS})"
-    )
+    p.add_argument("--checkpoint-dir", default=None, type=Path)
+    require(p, "checkpoint_dir")
+    p.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL (default: %(default)s)")
     p.add_argument("--watch", action="store_true", help="keep running; publish each new checkpoint")
-    p.add_argument("--interval", type=float, default=1.0, help="--watch: seconds between looks")
+    p.add_argument(
+        "--interval",
+        type=_seconds("--interval"),
+        default=1.0,
+        help="--watch: seconds between looks (default: %(default)s)",
+    )
+    p.add_argument(
+        "--keep",
+        type=_positive_int("--keep"),
+        default=2,
+        help="versions kept in Redis besides the current one's grace (default: %(default)s)",
+    )
+    p.add_argument(
+        "--grace",
+        type=_seconds("--grace", allow_zero=True),
+        default=60.0,
+        metavar="SECONDS",
+        help="a replaced version is deleted no sooner than this (default: %(default)s)",
+    )
+    _metrics(p)
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--test-mode", action="store_true", help=argparse.SUPPRESS)
+    _redis_tls(p)
     _common(p)
 
     p = sub.add_parser("recommend", help="top-k items for a user, read from Redis (JSON)")
     p.add_argument("--user", required=True)
     p.add_argument("-k", type=_positive_int("-k"), default=10)
     p.add_argument("--exclude", default="", help="comma-separated item ids to leave out")
-    p.add_argument(
-        "--redis", default=None, help=f"Redis URL (default: $RECSTREAM_REDIS or {DEFAULT_REDIS})"
-    )
+    p.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL (default: %(default)s)")
+    _redis_tls(p)
     _common(p)
 
     p = sub.add_parser("status", help="the trainer's state, from its newest checkpoint (JSON)")
-    p.add_argument("--checkpoint-dir", required=True, type=Path)
+    p.add_argument("--checkpoint-dir", default=None, type=Path)
+    require(p, "checkpoint_dir")
     _common(p)
     return parser
 
@@ -314,39 +504,90 @@ def cmd_train(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         stop_when_idle_s=a.stop_when_idle,
         checkpoint_every_s=a.checkpoint_every,
+        checkpoint_every_events=a.checkpoint_every_events,
         from_time_ms=a.from_time,
         threads=a.threads,
         partitions=a.partitions,
         dead_letter=a.dead_letter,
         session_timeout_ms=a.session_timeout_ms,
         heartbeat_interval_ms=a.heartbeat_interval_ms,
+        max_poll_interval_ms=a.max_poll_interval_ms,
+        kafka_options=kafka_options(a),
+        redis_tls={
+            k: v
+            for k, v in (("ca_cert", a.redis_ca_cert), ("cert", a.redis_cert), ("key", a.redis_key))
+            if v
+        },
+        metrics_port=a.metrics_port,
+        metrics_host=a.metrics_host,
+        stall_after_s=a.stall_after,
+        shutdown_grace_s=a.shutdown_grace,
+        test_mode=a.test_mode,
         progress=not a.no_progress and sys.stderr.isatty(),
         model=model_settings(a),
     )
+    log.info(
+        "train: source %s, group %s, checkpoints in %s every %.0f s, redis %s, namespace %s",
+        settings.source,
+        settings.group,
+        settings.checkpoint_dir,
+        settings.checkpoint_every_s,
+        redact_url(settings.redis),
+        settings.namespace,
+    )
     trainer = Trainer(settings)
     trainer.install_signal_handlers()
-    trainer.run()
-    print(
-        json.dumps(
-            {
-                "events_applied": trainer.learner.events_applied,
-                "events_rejected": trainer.rejected,
-                "events_per_s_this_run": round(
-                    trainer.events_this_run / max(trainer.elapsed_s, 1e-9), 1
-                ),
-            }
-        )
-    )
+    learner = trainer.run()
+    summary: dict[str, object] = {
+        "events_applied": learner.events_applied if learner else None,
+        "events_rejected": trainer.rejected,
+        "events_per_s_this_run": round(trainer.events_this_run / max(trainer.elapsed_s, 1e-9), 1),
+        "checkpoint": trainer.checkpoint_id,
+        "shutdown_s": None if trainer.shutdown_s is None else round(trainer.shutdown_s, 3),
+    }
+    if learner is None:
+        summary["standby"] = True
+    print(json.dumps(summary))
     return 0
 
 
 def cmd_publish(a: argparse.Namespace) -> int:
     from store import Writer
+    from trainer import faults
     from trainer.publish import publish_latest, watch
 
-    writer = Writer.from_url(a.redis or _redis_default(), namespace=a.namespace)
+    on_stage = None
+    if a.test_mode:
+        faults.arm()
+        on_stage = lambda stage: faults.hit(f"publish-{stage}")  # noqa: E731
+    writer = Writer.from_url(
+        a.redis,
+        namespace=a.namespace,
+        keep=a.keep,
+        grace_s=a.grace,
+        on_stage=on_stage,
+        **redis_options(a),
+    )
     if a.watch:
-        watch(a.checkpoint_dir, writer, a.namespace, a.interval, a.parent_pid)
+        from trainer.metrics import MetricsServer, WriterMetrics
+        from trainer.publish import WatchStatus
+
+        metrics, status, server = WriterMetrics(), WatchStatus(), None
+        if a.metrics_port is not None:
+            server = MetricsServer(metrics.registry, status.health, a.metrics_host, a.metrics_port)
+        try:
+            watch(
+                a.checkpoint_dir,
+                writer,
+                a.namespace,
+                a.interval,
+                a.parent_pid,
+                metrics=metrics,
+                status=status,
+            )
+        finally:
+            if server is not None:
+                server.close()
         return 0
     version = publish_latest(a.checkpoint_dir, writer, a.namespace, force=True)
     if version is None:
@@ -362,7 +603,7 @@ def cmd_publish(a: argparse.Namespace) -> int:
 def cmd_recommend(a: argparse.Namespace) -> int:
     from store import Reader
 
-    reader = Reader.from_url(a.redis or _redis_default(), namespace=a.namespace)
+    reader = Reader.from_url(a.redis, namespace=a.namespace, **redis_options(a))
     exclude = [x for x in a.exclude.split(",") if x]
     print(json.dumps(reader.recommend(a.user, k=a.k, exclude=exclude)))
     return 0
@@ -420,8 +661,13 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
-    logging.basicConfig(level=a.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        a = resolve(parser, argv)
+    except ConfigError as e:
+        print(f"recstream: {e}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(a.log_level)
     if a.log_level != "DEBUG":
         logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
     from store import StoreError

@@ -1,34 +1,49 @@
 """The trainer's I/O shell: source → learner → checkpoint → offsets, in that order.
 
-Per batch: poll, learn. Per checkpoint (every `checkpoint_every_s`, on revocation, on stop):
-flush dead letters, write the checkpoint (state + next offsets), then commit the offsets to
-Kafka. A crash anywhere replays from the last checkpoint's offsets into the state that
-checkpoint holds: nothing lost, nothing counted twice. The writer runs as its own process.
+Per batch: poll, learn. Per checkpoint (every `checkpoint_every_s` or `checkpoint_every_events`,
+on revocation, on stop): flush dead letters, write the checkpoint (state + next offsets), then
+commit the offsets to Kafka. A crash anywhere replays from the last checkpoint's offsets into the
+state that checkpoint holds: nothing lost, nothing counted twice. A checkpoint that cannot be
+written raises an alarm and is retried; training goes on, offsets stay uncommitted, the previous
+checkpoint stays. One trainer per checkpoint directory is active (a lock); others wait as
+standbys. SIGTERM/SIGINT only set a flag. The writer runs as its own process.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from stream import Batch, EventSource, SourceError, parse_uri
-from trainer.checkpoint import SERVING, CheckpointStore
+from stream import Batch, EventSource, SinkError, SourceError, parse_uri
+from trainer import faults
+from trainer.checkpoint import SERVING, Checkpoint, CheckpointStore
 from trainer.config import ModelSettings
-from trainer.errors import ConfigError
+from trainer.errors import CheckpointError, ConfigError
 from trainer.learner import EventColumns, Learner
+from trainer.lock import DirectoryLock
+from trainer.metrics import MetricsServer, TrainerMetrics
+from trainer.publish import read_published
 from trainer.serving import to_snapshot
+from trainer.watchdog import Progress, Watchdog
 
 log = logging.getLogger(__name__)
+
+ORACLE = "oracle.json"  # test mode: exact apply counts per event_id, part of the checkpoint
+_RETRY_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -36,48 +51,142 @@ class TrainSettings:
     source: str
     checkpoint_dir: Path
     group: str = "recstream"
-    redis: str | None = None  # when set, a writer process publishes each checkpoint
+    redis: str | None = field(default=None, repr=False)  # set: a writer process publishes
     namespace: str = "recstream"
     batch_size: int = 1024
     poll_timeout_s: float = 0.5
     stop_when_idle_s: float | None = None
     checkpoint_every_s: float = 60.0
+    checkpoint_every_events: int | None = None
     from_time_ms: int | None = None
     threads: int = 1
     partitions: int = 4  # for a topic the trainer has to create
     dead_letter: Path | None = None  # file sources; default <checkpoint-dir>/dead-letter.jsonl
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 1000
+    max_poll_interval_ms: int = 300_000
+    kafka_options: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}),
+        repr=False,  # may hold SASL secrets
+    )
+    redis_tls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    stall_after_s: float = 120.0
+    shutdown_grace_s: float = 30.0
+    standby_poll_s: float = 0.2
+    test_mode: bool = False  # exact per-event_id apply counts in the checkpoint; fault points
     progress: bool = True
     log_every_s: float = 10.0
     model: ModelSettings = field(default_factory=ModelSettings)
-
-
-def model_settings_from(meta: dict[str, Any]) -> dict[str, Any]:
-    return dict(meta.get("settings", {}))
 
 
 class Trainer:
     def __init__(self, settings: TrainSettings) -> None:
         self.s = settings
         self.store = CheckpointStore(settings.checkpoint_dir)
+        self.lock = DirectoryLock(settings.checkpoint_dir)
         self.stop_requested = False
+        self.stop_requested_at: float | None = None
         self.learner: Learner
         self.offsets: dict[str, int] = {}
         self.identity: dict[str, str] = {}
         self.rejected = 0
         self.source: EventSource | None = None
+        self.oracle: Counter[str] | None = Counter() if settings.test_mode else None
+        self.metrics = TrainerMetrics()
+        self.progress = Progress()
+        self.watchdog = Watchdog(self.progress, settings.stall_after_s)
+        self.standby = False
+        self.shutdown_s: float | None = None
+        self.events_this_run = 0
+        self.elapsed_s = 1e-9
+        self.checkpoint_id: int | None = None
         self._dirty = False
+        self._since_ckpt = 0
+        self._last_ckpt = time.monotonic()
+        self._ckpt_failures = 0
+        self._failing_since: float | None = None
+        self._lag_keys: set[str] = set()
         self._writer: subprocess.Popen[bytes] | None = None
+        self._server: MetricsServer | None = None
+        m = self.metrics
+        m.checkpoint_age.set_function(lambda: time.monotonic() - self._last_ckpt)
+        m.publish_age.set_function(lambda: self._published("age"))
+        m.published_version.set_function(lambda: self._published("version"))
 
     # ---- lifecycle -------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
         """Signal-safe: only sets a flag; the loop finishes its batch, checkpoints and exits."""
+        if not self.stop_requested:
+            self.stop_requested_at = time.monotonic()
         self.stop_requested = True
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> Learner | None:
+        """Train until stopped; None if stopped while still a standby."""
+        if self.s.test_mode:
+            faults.arm()
+        if self.s.metrics_port is not None:
+            self._server = MetricsServer(
+                self.metrics.registry, self.health, self.s.metrics_host, self.s.metrics_port
+            )
+        try:
+            if not self._acquire_lock():
+                log.info("stopped while standby")
+                return None
+            torch.set_num_threads(self.s.threads)
+            self._restore()
+            self.source = self._open_source()
+            try:
+                self._check_identity(self.source)
+                if self.s.redis:
+                    self._start_writer()
+                self.watchdog.start()
+                self._loop(self.source)
+                self.progress.turn("stopping")
+                if not self.checkpoint() and self.stop_requested:
+                    log.error(
+                        "the final checkpoint failed: the events since checkpoint %s will be "
+                        "read again on restart (nothing is lost)",
+                        self.checkpoint_id,
+                    )
+            finally:
+                self.watchdog.close()
+                self.source.close()
+                self._stop_writer()
+        finally:
+            self.lock.release()
+            if self._server is not None:
+                self._server.close()
+            if self.stop_requested_at is not None:
+                self.shutdown_s = time.monotonic() - self.stop_requested_at
+                log.info("stopped %.2f s after the stop signal", self.shutdown_s)
+        return self.learner
+
+    def _acquire_lock(self) -> bool:
+        if self.lock.try_acquire():
+            return True
+        self.standby = True
+        self.metrics.standby.set(1)
+        log.warning(
+            "standby: %s is in use by %s; waiting to take over",
+            self.s.checkpoint_dir,
+            self.lock.holder(),
+        )
+        waited = time.monotonic()
+        while not self.stop_requested:
+            time.sleep(self.s.standby_poll_s)
+            self.progress.turn("standby")
+            if self.lock.try_acquire():
+                log.warning("taking over after %.1f s as standby", time.monotonic() - waited)
+                self.standby = False
+                self.metrics.standby.set(0)
+                return True
+        return False
 
     def _restore(self) -> None:
         ckpt = self.store.latest()
@@ -103,6 +212,10 @@ class Trainer:
         self.offsets = dict(ckpt.meta["offsets"])
         self.identity = dict(ckpt.meta["identity"])
         self.rejected = int(ckpt.meta["events_rejected"])
+        self.checkpoint_id = ckpt.id
+        self.metrics.checkpoint_id.set(ckpt.id)
+        if self.oracle is not None:
+            self.oracle = _load_oracle(ckpt)
         log.info(
             "resumed from checkpoint %d: %d events applied, offsets %s",
             ckpt.id,
@@ -117,18 +230,26 @@ class Trainer:
 
             dead = self.s.dead_letter or self.s.checkpoint_dir / "dead-letter.jsonl"
             return FileSource(uri.path, dead_letter_path=dead, start_offsets=self.offsets)
-        from stream.kafka import KafkaSettings, KafkaSource, ensure_topic, offsets_for_time
+        from stream.kafka import (
+            EndOffsets,
+            KafkaSettings,
+            KafkaSource,
+            ensure_topic,
+            offsets_for_time,
+        )
 
         ks = KafkaSettings(
             bootstrap=uri.bootstrap,
             session_timeout_ms=self.s.session_timeout_ms,
             heartbeat_interval_ms=self.s.heartbeat_interval_ms,
+            max_poll_interval_ms=self.s.max_poll_interval_ms,
+            client_options=MappingProxyType(dict(self.s.kafka_options)),
         )
         ensure_topic(ks, uri.topic, self.s.partitions)
         if self.s.from_time_ms is not None and not self.offsets:
             self.offsets = offsets_for_time(ks, uri.topic, self.s.from_time_ms)
             log.info("--from-time: starting at offsets %s", self.offsets)
-        return KafkaSource(
+        source = KafkaSource(
             ks,
             uri.topic,
             self.s.group,
@@ -136,6 +257,13 @@ class Trainer:
             on_revoke=self._on_revoke,
             dead_letter_topic=f"{uri.topic}.dlq",
         )
+        self.watchdog = Watchdog(
+            self.progress,
+            self.s.stall_after_s,
+            end_offsets=EndOffsets(ks, uri.topic),
+            on_change=lambda stalled: self.metrics.stalled.set(int(stalled)),
+        )
+        return source
 
     def _check_identity(self, source: EventSource) -> None:
         now = source.identity()
@@ -150,23 +278,8 @@ class Trainer:
         self.identity.update(now)
 
     # ---- the loop --------------------------------------------------------------------------
-    def run(self) -> Learner:
-        torch.set_num_threads(self.s.threads)
-        self._restore()
-        self.source = self._open_source()
-        try:
-            self._check_identity(self.source)
-            if self.s.redis:
-                self._start_writer()
-            self._loop(self.source)
-            self.checkpoint()
-        finally:
-            self.source.close()
-            self._stop_writer()
-        return self.learner
-
     def _loop(self, source: EventSource) -> None:
-        last_event = last_ckpt = last_log = time.monotonic()
+        last_event = last_log = time.monotonic()
         bar = tqdm(
             desc="train",
             unit="ev",
@@ -174,9 +287,15 @@ class Trainer:
             initial=self.learner.events_applied,
         )
         started, applied0 = time.monotonic(), self.learner.events_applied
+        self._last_ckpt = started
+        next_ckpt = started + self.s.checkpoint_every_s
+        max_gap_s = self.s.max_poll_interval_ms / 1000
         loss = 0.0
         while not self.stop_requested:
+            self.progress.turn("polling")
             batch = source.poll(self.s.batch_size, self.s.poll_timeout_s)
+            polled = time.monotonic()
+            self.progress.turn("training")
             stats = self._apply(batch)
             now = time.monotonic()
             if batch.events or batch.rejected or not source.ready():
@@ -189,9 +308,16 @@ class Trainer:
             ):
                 log.info("no event for %.1f s: stopping", now - last_event)
                 break
-            if now - last_ckpt >= self.s.checkpoint_every_s:
+            events_due = (
+                self.s.checkpoint_every_events is not None
+                and self._since_ckpt >= self.s.checkpoint_every_events
+                and self._ckpt_failures == 0
+            )
+            if now >= next_ckpt or events_due:
+                self.progress.turn("checkpointing")
                 self.checkpoint()
-                last_ckpt = time.monotonic()
+                next_ckpt = time.monotonic() + self._retry_delay()
+            self._observe(source, polled, max_gap_s)
             if now - last_log >= self.s.log_every_s:
                 rate = (self.learner.events_applied - applied0) / max(now - started, 1e-9)
                 log.info(
@@ -207,15 +333,79 @@ class Trainer:
         self.elapsed_s = max(last_event - started, 1e-9)  # the idle tail is not training time
         self.events_this_run = self.learner.events_applied - applied0
 
+    def _retry_delay(self) -> float:
+        """Seconds to the next checkpoint: the interval, or a backoff after failures."""
+        if self._ckpt_failures == 0:
+            return self.s.checkpoint_every_s
+        backoff = 2.0 ** min(self._ckpt_failures - 1, 6)
+        return min(self.s.checkpoint_every_s, backoff, _RETRY_MAX_S)
+
+    def _observe(self, source: EventSource, polled: float, max_gap_s: float) -> None:
+        """After a turn of the loop (on the poll thread): poll-interval alarm, lag gauges."""
+        gap = time.monotonic() - polled
+        self.metrics.poll_gap.set(gap)
+        if gap > max_gap_s:
+            self.metrics.poll_interval_exceeded.inc()
+            log.error(
+                "ALARM a batch and checkpoint took %.1f s, over max_poll_interval_ms=%d: the "
+                "consumer has left its group and its partitions are re-read from the last "
+                "offsets handed out (nothing is lost). Lower --batch-size or raise "
+                "--max-poll-interval-ms",
+                gap,
+                self.s.max_poll_interval_ms,
+            )
+        elif gap > max_gap_s / 2:
+            log.warning(
+                "a batch and checkpoint took %.1f s, over half of max_poll_interval_ms=%d; "
+                "lower --batch-size or raise --max-poll-interval-ms",
+                gap,
+                self.s.max_poll_interval_ms,
+            )
+        lag = source.lag()
+        for key in self._lag_keys - lag.keys():
+            self.metrics.lag.remove(key)
+        for key, value in lag.items():
+            self.metrics.lag.labels(key).set(value)
+        self._lag_keys = set(lag)
+        owned = getattr(source, "_owned", None)
+        self.metrics.partitions.set(len(owned) if owned is not None else 1)
+
     def _apply(self, batch: Batch) -> float | None:
         loss = None
         if batch.events:
-            loss = self.learner.learn(EventColumns.from_events(batch.events)).loss
+            faults.hit("slow-step")
+            stats = self.learner.learn(EventColumns.from_events(batch.events))
+            loss = stats.loss
+            if self.oracle is not None:
+                self.oracle.update(e.event_id or "" for e in batch.events)
+            self._since_ckpt += len(batch.events)
+            self.metrics.trained.inc(len(batch.events))
+            self.metrics.loss.set(loss)
+            self._progressive()
+            faults.hit("after-step")
         if batch.events or batch.rejected or batch.offsets:
+            if any(self.offsets.get(k) != v for k, v in batch.offsets.items()):
+                self.progress.advanced()
             self.offsets.update(batch.offsets)
             self.rejected += batch.rejected
+            self.metrics.consumed.inc(len(batch.events) + batch.rejected)
+            self.metrics.rejected.inc(batch.rejected)
             self._dirty = True
         return loss
+
+    def _progressive(self) -> None:
+        """Progressive recall for the metrics, if this learner keeps it (read defensively)."""
+        evaluation = getattr(self.learner, "progressive", None)
+        figures = getattr(evaluation, "figures", None)
+        if not callable(figures):
+            return
+        try:
+            values = figures()
+        except Exception:  # a figure that cannot be computed is no reason to stop training
+            return
+        for name, value in values.items():
+            if name.startswith("recall@") and name[len("recall@") :].isdigit():
+                self.metrics.recall.labels(name[len("recall@") :]).set(float(value))
 
     def _on_revoke(self, pending: Batch) -> None:
         """Partitions are going: learn what was fetched from them, checkpoint, commit."""
@@ -223,10 +413,48 @@ class Trainer:
         self.checkpoint()
 
     # ---- checkpoint ------------------------------------------------------------------------
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
+        """Write a checkpoint, then commit its offsets; False (and an alarm) if it failed."""
         if not self._dirty or self.source is None:
-            return
-        self.source.flush()
+            return True
+        started = time.monotonic()
+        try:
+            self.source.flush()  # dead letters durable before the offsets that skip them
+            ckpt = self._save()
+        except (CheckpointError, SinkError) as e:
+            self._ckpt_failures += 1
+            self._failing_since = self._failing_since or started
+            self.metrics.checkpoint_failures.inc()
+            log.error(
+                "ALARM checkpoint failed (%d in a row): %s. Training goes on; offsets are not "
+                "committed; checkpoint %s stays the newest; retrying in %.0f s",
+                self._ckpt_failures,
+                e,
+                self.checkpoint_id,
+                self._retry_delay(),
+            )
+            return False
+        faults.hit("after-checkpoint")
+        if self._ckpt_failures:
+            log.warning("checkpoint %d written after %d failures", ckpt.id, self._ckpt_failures)
+        self._ckpt_failures, self._failing_since = 0, None
+        self.checkpoint_id, self._since_ckpt, self._dirty = ckpt.id, 0, False
+        self._last_ckpt = time.monotonic()
+        self.metrics.checkpoint_id.set(ckpt.id)
+        self.metrics.checkpoint_seconds.set(self._last_ckpt - started)
+        try:
+            self.source.commit(dict(self.offsets))
+        except SourceError as e:  # the checkpoint holds the offsets; commits serve monitoring
+            log.warning("offsets of checkpoint %d not committed: %s", ckpt.id, e)
+        log.info(
+            "checkpoint %d written in %.2f s (%d events applied)",
+            ckpt.id,
+            self._last_ckpt - started,
+            self.learner.events_applied,
+        )
+        return True
+
+    def _save(self) -> Checkpoint:
         tensors, learner_meta = self.learner.state()
         cid = self.store.next_id()
         created_ms = time.time_ns() // 1_000_000
@@ -237,9 +465,17 @@ class Trainer:
 
             save_snapshot(to_snapshot(self.learner, cid, created_ms, extra), path)
 
+        writers: dict[str, Callable[[Path], None]] = {SERVING: write_serving}
+        if self.oracle is not None:
+            oracle = json.dumps(dict(self.oracle))
+
+            def write_oracle(path: Path) -> None:
+                path.write_text(oracle)
+
+            writers[ORACLE] = write_oracle
         settings = asdict(self.s.model)
         settings["negatives"] = ",".join(str(n) for n in self.s.model.negatives)
-        ckpt = self.store.save(
+        return self.store.save(
             tensors,
             {
                 "created_ms": created_ms,
@@ -251,12 +487,34 @@ class Trainer:
                 "settings": settings,
                 "learner": learner_meta,
             },
-            extra={SERVING: write_serving},
+            extra=writers,
             ckpt_id=cid,
         )
-        self.source.commit(dict(self.offsets))
-        self._dirty = False
-        log.info("checkpoint %d written (%d events applied)", ckpt.id, self.learner.events_applied)
+
+    # ---- health and metrics ----------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy unless training stalled or checkpoints kept failing for `stall_after_s`."""
+        failing_s = 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
+        checks: dict[str, Any] = {
+            "standby": self.standby,
+            "stalled": self.watchdog.stalled,
+            "checkpoint_failures": self._ckpt_failures,
+            "checkpoint_failing_s": round(failing_s, 1),
+            "checkpoint": self.checkpoint_id,
+            "phase": self.progress.phase,
+        }
+        if self.watchdog.stalled:
+            checks["reason"] = self.watchdog.reason
+        ok = not self.watchdog.stalled and failing_s <= self.s.stall_after_s
+        return ok, checks
+
+    def _published(self, what: str) -> float:
+        record = read_published(self.s.checkpoint_dir, self.s.namespace)
+        if record is None:
+            return float("nan")
+        if what == "version":
+            return float(record["version"])
+        return time.time() - record["published_ms"] / 1000
 
     # ---- the writer process ----------------------------------------------------------------
     def _start_writer(self) -> None:
@@ -274,6 +532,8 @@ class Trainer:
             str(os.getpid()),
         ]
         env = {**os.environ, "RECSTREAM_REDIS": self.s.redis or ""}  # the URL may hold a secret
+        for name, value in self.s.redis_tls.items():
+            env[f"RECSTREAM_REDIS_{name.upper()}"] = value
         self._writer = subprocess.Popen(cmd, env=env)
         log.info("writer process started (pid %d)", self._writer.pid)
 
@@ -281,9 +541,24 @@ class Trainer:
         if self._writer is None:
             return
         self._writer.send_signal(signal.SIGTERM)  # it publishes the newest checkpoint, then exits
+        spent = 0.0 if self.stop_requested_at is None else time.monotonic() - self.stop_requested_at
+        wait_s = max(5.0, self.s.shutdown_grace_s - spent - 1.0)
         try:
-            self._writer.wait(timeout=120)
+            self._writer.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
-            log.error("writer did not stop within 120 s; killing it")
+            log.error("writer did not stop within %.0f s; killing it", wait_s)
             self._writer.kill()
+            self._writer.wait()
         self._writer = None
+
+
+def _load_oracle(ckpt: Checkpoint) -> Counter[str]:
+    try:
+        return Counter(json.loads((ckpt.path / ORACLE).read_text()))
+    except FileNotFoundError:
+        if ckpt.meta["events_applied"]:
+            raise CheckpointError(
+                f"--test-mode: checkpoint {ckpt.path} has no {ORACLE}: it was written without "
+                "--test-mode, so its apply counts are unknown; use a fresh --checkpoint-dir"
+            ) from None
+        return Counter()
