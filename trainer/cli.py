@@ -389,8 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--popularity-prior",
         type=float,
-        default=0.0,
-        help="weight w of a logit offset w·log(1 + decayed count) (0 = off)",
+        default=1.0,
+        help="weight w of a logit offset w·log(1 + decayed count), so the model falls back "
+        "on what is trending where personal signal is weak (default: 1; 0 = off)",
     )
     m.add_argument(
         "--no-logq",

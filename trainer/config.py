@@ -42,7 +42,7 @@ class ModelSettings:
     hard_pool: int = 2048  # hard negatives: candidates drawn by popularity, then by score
     hard_temperature: float = 1.0  # hard negatives: sampled ∝ exp(score / temperature)
     gravity: float = 0.0  # λ of the gravity penalty (mean squared score over all pairs)
-    popularity_prior: float = 0.0  # w: logit offset w·log(1 + decayed count), train and serve
+    popularity_prior: float = 1.0  # w: logit offset w·log(1 + decayed count), train and serve
     logq: bool = True  # subtract log Q from sampled logits (off only to show the bias)
     eval_sample: int = 64  # at most this many queries per batch scored before learning ...
     eval_budget: float = 0.1  # ... and fewer when scoring would exceed this share of a step

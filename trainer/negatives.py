@@ -32,7 +32,7 @@ from trainer.popularity import DecayedCounts, PopularitySampler
 
 STRATEGIES = ("popularity", "uniform", "in-batch", "hard", "full", "none")
 _NO_COUNT = ("in-batch", "full", "none")
-DEFAULT_NEGATIVES = "popularity:1024,in-batch,hard:32"
+DEFAULT_NEGATIVES = "popularity:256,in-batch"  # chosen by bench: see README "Choosing negatives"
 
 
 @dataclass(frozen=True)
