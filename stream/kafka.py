@@ -61,6 +61,8 @@ class KafkaSettings:
     check_crcs: bool = True
     fetch_max_bytes: int = 52_428_800
     max_partition_fetch_bytes: int = 1_048_576 * 4
+    commit_timeout_ms: int = 10_000  # a commit waits no longer (the checkpoint holds the offsets)
+    close_timeout_ms: int = 5_000  # leaving the group on close waits no longer
     client_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def config(self, client: type, **fixed: Any) -> dict[str, Any]:
@@ -275,8 +277,14 @@ class KafkaSource:
     """An `EventSource` over one topic, read by a consumer group that commits by hand.
 
     A partition starts at the next offset this source handed out for it (at first: from
-    `start_offsets`, the trainer's checkpoint), else the group's committed offset, else the log
-    start. An offset older than the log start, or past the high watermark, raises `SourceError`.
+    `start_offsets`, the trainer's checkpoint), else the group's committed offset (unless
+    `trust_committed` is False), else the log start. The offset a partition starts at is
+    reported in the next batch's `offsets` even before any record of it arrives, so a checkpoint
+    names every partition its state has read from. An owner that resumes from a checkpoint
+    passes ``trust_committed=False``: a partition its checkpoint does not name has contributed
+    nothing to its state, so it must start at the log start even if a later checkpoint (one
+    that turned out corrupt) committed an offset for it. An offset older than the log start, or
+    past the high watermark, raises `SourceError`.
     Invalid records go to the dead-letter topic (``<topic>.dlq`` unless named) with the reason
     in their headers. On revocation, the records decoded but not yet returned are handed to
     `on_revoke` as a `Batch`, on a helper thread while `poll` waits, so the owner can train on
@@ -293,6 +301,7 @@ class KafkaSource:
         on_revoke: Callable[[Batch], None] | None = None,
         decoder: Decoder | None = None,
         dead_letter_topic: str | None = None,
+        trust_committed: bool = True,
     ) -> None:
         info = _describe(settings, topic)
         if info is None:
@@ -306,6 +315,7 @@ class KafkaSource:
         self._topic_id = str(info["topic_id"])
         self._decode = (decoder or Decoder()).decode
         self._on_revoke = on_revoke
+        self._trust_committed = trust_committed
         self._closing = False
         self._error: BaseException | None = None
         mine = {k: v for k, v in (start_offsets or {}).items() if k.rpartition(":")[0] == topic}
@@ -425,7 +435,7 @@ class KafkaSource:
         for tp in tps:
             key = self._key(tp)
             offset, origin = self._ledger.resume_point(key), "the checkpoint or the last batch"
-            if offset is None:
+            if offset is None and self._trust_committed:
                 offset, origin = consumer.committed(tp), "the group's committed offset"
             if offset is None:
                 offset, origin = starts[tp], "the log start"
@@ -437,7 +447,10 @@ class KafkaSource:
                 )
             consumer.seek(tp, offset)
             self._ledger.start(key, offset, f"from {origin}")
+            if self._ledger.resume_point(key) is None:  # report the start with the next batch
+                self._ledger.take(key, offset, offset, [], 0)
             self._owned.add(tp)
+            log.info("%s: reading from offset %d (%s)", key, offset, origin)
 
     def _revoke(self, revoked: set[TopicPartition]) -> Batch:
         handed_over = self._on_revoke is not None and not self._closing
@@ -457,7 +470,7 @@ class KafkaSource:
         if not commits:
             return
         try:
-            self._consumer.commit(commits)
+            self._consumer.commit(commits, timeout_ms=self._settings.commit_timeout_ms)
         except _MEMBERSHIP_ERRORS as e:
             # The checkpoint holds the offsets; committed ones serve monitoring and a new
             # group member, so a commit refused after a rebalance is not fatal.
@@ -480,6 +493,10 @@ class KafkaSource:
         """True once the group gave this consumer partitions (a join takes seconds)."""
         return bool(self._owned)
 
+    def assigned(self) -> list[str]:
+        """Position keys of the partitions this consumer owns now."""
+        return sorted(self._key(tp) for tp in self._owned)
+
     def identity(self) -> dict[str, str]:
         """``{"kafka:<topic>": topic_id}``: a re-created topic gets a new id."""
         return {f"kafka:{self.topic}": self._topic_id}
@@ -490,7 +507,7 @@ class KafkaSource:
             return
         self._closing = True
         try:
-            self._consumer.close()
+            self._consumer.close(timeout_ms=self._settings.close_timeout_ms)
         finally:
             try:
                 self._dead.close()

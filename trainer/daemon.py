@@ -96,7 +96,9 @@ class Trainer:
         self.oracle: Counter[str] | None = Counter() if settings.test_mode else None
         self.metrics = TrainerMetrics()
         self.progress = Progress()
-        self.watchdog = Watchdog(self.progress, settings.stall_after_s)
+        self.watchdog = Watchdog(
+            self.progress, settings.stall_after_s, on_change=self.metrics.stalled.set
+        )
         self.standby = False
         self.shutdown_s: float | None = None
         self.events_this_run = 0
@@ -108,6 +110,7 @@ class Trainer:
         self._ckpt_failures = 0
         self._failing_since: float | None = None
         self._lag_keys: set[str] = set()
+        self._figures_at = 0.0
         self._writer: subprocess.Popen[bytes] | None = None
         self._server: MetricsServer | None = None
         m = self.metrics
@@ -256,12 +259,13 @@ class Trainer:
             start_offsets=self.offsets,
             on_revoke=self._on_revoke,
             dead_letter_topic=f"{uri.topic}.dlq",
+            trust_committed=self.checkpoint_id is None,  # see KafkaSource: never past our state
         )
         self.watchdog = Watchdog(
             self.progress,
             self.s.stall_after_s,
             end_offsets=EndOffsets(ks, uri.topic),
-            on_change=lambda stalled: self.metrics.stalled.set(int(stalled)),
+            on_change=self.metrics.stalled.set,
         )
         return source
 
@@ -367,8 +371,8 @@ class Trainer:
         for key, value in lag.items():
             self.metrics.lag.labels(key).set(value)
         self._lag_keys = set(lag)
-        owned = getattr(source, "_owned", None)
-        self.metrics.partitions.set(len(owned) if owned is not None else 1)
+        assigned = getattr(source, "assigned", None)  # Kafka only; a file is one partition
+        self.metrics.partitions.set(len(assigned()) if callable(assigned) else 1)
 
     def _apply(self, batch: Batch) -> float | None:
         loss = None
@@ -383,9 +387,10 @@ class Trainer:
             self.metrics.loss.set(loss)
             self._progressive()
             faults.hit("after-step")
-        if batch.events or batch.rejected or batch.offsets:
-            if any(self.offsets.get(k) != v for k, v in batch.offsets.items()):
-                self.progress.advanced()
+        moved = any(self.offsets.get(k) != v for k, v in batch.offsets.items())
+        if moved:
+            self.progress.advanced()
+        if batch.events or batch.rejected or moved:
             self.offsets.update(batch.offsets)
             self.rejected += batch.rejected
             self.metrics.consumed.inc(len(batch.events) + batch.rejected)
@@ -394,9 +399,14 @@ class Trainer:
         return loss
 
     def _progressive(self) -> None:
-        """Progressive recall for the metrics, if this learner keeps it (read defensively)."""
-        evaluation = getattr(self.learner, "progressive", None)
-        figures = getattr(evaluation, "figures", None)
+        """Progressive recall for the metrics, at most once a second, if this learner keeps it
+        (read defensively: `Learner.figures()` is not part of the interface the daemon relies on).
+        """
+        now = time.monotonic()
+        if now - self._figures_at < 1.0:
+            return
+        self._figures_at = now
+        figures = getattr(self.learner, "figures", None)
         if not callable(figures):
             return
         try:
@@ -404,8 +414,9 @@ class Trainer:
         except Exception:  # a figure that cannot be computed is no reason to stop training
             return
         for name, value in values.items():
-            if name.startswith("recall@") and name[len("recall@") :].isdigit():
-                self.metrics.recall.labels(name[len("recall@") :]).set(float(value))
+            k = name[len("recall@") :] if name.startswith("recall@") else ""
+            if k.isdigit() and isinstance(value, int | float):
+                self.metrics.recall.labels(k).set(float(value))
 
     def _on_revoke(self, pending: Batch) -> None:
         """Partitions are going: learn what was fetched from them, checkpoint, commit."""

@@ -62,9 +62,13 @@ class Watchdog:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the thread, then close the end-offset client (only that thread used it)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        close = getattr(self._end_offsets, "close", None)
+        if callable(close):
+            close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -1,0 +1,281 @@
+"""What the fault tests share: events with unique ids, trainer processes, and the oracle.
+
+The oracle: a trainer in test mode keeps, in every checkpoint, how many times it applied each
+`event_id` (so the counts roll back with the model on a crash). The tests read the topic
+independently and compare: every record in the log applied exactly once, lost = 0 and
+double-applied = 0. Waiting is always polling for a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from store.server import free_port
+from stream.errors import InvalidEvent
+from stream.event import Decoder, encode
+from stream.kafka import KafkaSettings, KafkaSink, ensure_topic
+from trainer.checkpoint import CheckpointStore
+from trainer.daemon import ORACLE
+
+T0 = 1_700_000_000_000
+PARTITIONS = 4
+# Short group timeouts: Tansu's first JoinGroup waits session_timeout/2.
+FAST_GROUP = ["--session-timeout-ms", "3000", "--heartbeat-interval-ms", "500"]
+SMALL_MODEL = ["--dim", "16", "--negatives", "popularity:256,in-batch", "--history", "5"]
+
+
+def event(n: int) -> bytes:
+    return encode(
+        {"user": f"u{n % 211}", "item": f"i{(n * 7) % 307}", "ts": T0 + n, "event_id": f"e{n}"}
+    )
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Producer:
+    """Produces `event(n)` records with increasing n, keyed by user, all acknowledged."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+        self.settings = KafkaSettings(bootstrap)
+        self.topic = topic
+        ensure_topic(self.settings, topic, partitions)
+        self.next = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def produce(self, count: int, extra: list[bytes] = ()) -> None:  # type: ignore[assignment]
+        sink = KafkaSink(self.settings, self.topic)
+        try:
+            for n in range(self.next, self.next + count):
+                sink.send(event(n), key=f"u{n % 211}".encode())
+            for raw in extra:
+                sink.send(raw)
+        finally:
+            sink.close()
+        self.next += count
+
+    def stream(self, rate: float) -> None:
+        """Keep producing about `rate` events/s on a thread until `stop()`."""
+
+        def run() -> None:
+            sink = KafkaSink(self.settings, self.topic)
+            started, sent = time.monotonic(), 0
+            try:
+                while not self._stop.is_set():
+                    due = int((time.monotonic() - started) * rate) - sent
+                    for _ in range(max(0, due)):
+                        sink.send(event(self.next), key=f"u{self.next % 211}".encode())
+                        self.next += 1
+                        sent += 1
+                    time.sleep(0.02)
+            except BaseException as e:
+                self.error = e
+            finally:
+                sink.close()
+
+        self._thread = threading.Thread(target=run, name="test-producer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Stop streaming; every record produced is acknowledged. Returns the count so far."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        if self.error is not None:
+            raise self.error
+        return self.next
+
+
+def log_counts(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> Counter[str]:
+    """event_id -> valid records in the topic, read by an independent consumer to the end.
+
+    Valid is what the event format says (`stream.event.Decoder`); the rest must be rejected.
+    """
+    decode = Decoder().decode
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    counts: Counter[str] = Counter()
+    read = 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=300).values():
+                for r in records:
+                    read += 1
+                    try:
+                        counts[str(decode(r.value, r.timestamp).event_id)] += 1
+                    except InvalidEvent:
+                        continue  # garbage: the trainer must reject it
+            ends = [consumer.highwater(tp) for tp in tps]
+            positions = [consumer.position(tp) for tp in tps]
+            if None not in ends and positions == ends:
+                return counts
+    finally:
+        consumer.close()
+    raise AssertionError(f"could not read {topic} to its end within 60 s ({read} records)")
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS) -> int:
+    """Sum of the group's committed offsets (0 for partitions without one)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    try:
+        found = [consumer.committed(TopicPartition(topic, p)) for p in range(partitions)]
+    finally:
+        consumer.close()
+    return sum(x or 0 for x in found)
+
+
+def applied_counts(checkpoint_dir: Path) -> tuple[int, Counter[str]]:
+    """(checkpoint id, event_id -> times applied) of the newest good checkpoint."""
+    ckpt = CheckpointStore(checkpoint_dir).latest()
+    assert ckpt is not None, f"no checkpoint in {checkpoint_dir}"
+    return ckpt.id, Counter(json.loads((ckpt.path / ORACLE).read_text()))
+
+
+def verdict(in_log: Counter[str], applied: Counter[str]) -> tuple[int, int]:
+    """(lost, double-applied): records applied fewer / more times than they are in the log."""
+    lost = sum(max(0, n - applied.get(k, 0)) for k, n in in_log.items())
+    doubled = sum(max(0, n - in_log.get(k, 0)) for k, n in applied.items())
+    return lost, doubled
+
+
+def figure(name: str, value: float, unit: str = "s") -> None:
+    """Print a measured figure so that `pytest -s` (and the CI log) shows it."""
+    print(f"\nFIGURE {name}: {value:.3f} {unit}", flush=True)
+
+
+class Proc:
+    """A `recstream` subprocess with its log in a file and its metrics on a free port."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        metrics: bool = True,
+    ) -> None:
+        self.port = free_port() if metrics else None
+        extra = ["--metrics-port", str(self.port)] if metrics else []
+        self.log_path = log_path
+        self.args = args
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trainer", *args, *extra],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=full_env,
+        )
+        self.stdout = ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            tail = self.log()[-3000:]
+            raise AssertionError(
+                f"recstream {self.args[0]} did not exit within {timeout} s; log:\n{tail}"
+            ) from None
+        self.stdout = out.decode(errors="replace")
+        self._log.close()
+        return self.proc.returncode
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.wait(30)
+
+    def metrics(self) -> dict[str, float]:
+        """Scraped metrics, samples summed over labels; {} if the endpoint does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except (urllib.error.URLError, OSError):
+            return {}
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+        return out
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+        except (urllib.error.URLError, OSError):
+            return 0, {}
+
+
+def train_args(
+    bootstrap: str, topic: str, group: str, checkpoint_dir: Path, *more: str
+) -> list[str]:
+    return [
+        "train",
+        "--source",
+        f"kafka://{bootstrap}/{topic}",
+        "--group",
+        group,
+        "--checkpoint-dir",
+        str(checkpoint_dir),
+        "--batch-size",
+        "256",
+        "--no-progress",
+        "--test-mode",
+        *FAST_GROUP,
+        *SMALL_MODEL,
+        *more,
+    ]
