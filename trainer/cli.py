@@ -460,6 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None, type=Path)
     require(p, "checkpoint_dir")
     _common(p)
+
+    from bench.cli import add_arguments as bench_arguments
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks and the MF-vs-softmax comparison: report.md + PNG plots",
+        description="Generate synthetic streams (fixed seeds), run the softmax model, WALS, "
+        "river MF and popularity baselines on them, measure training, serving and pipeline "
+        "throughput against real services, and write DIR/report.md with plots.",
+    )
+    bench_arguments(p)
+    _common(p)
     return parser
 
 
@@ -649,7 +661,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
     )
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from bench.cli import run
+
+    return run(a)
+
+
 COMMANDS = {
+    "bench": cmd_bench,
     "demo": cmd_demo,
     "generate": cmd_generate,
     "replay": cmd_replay,

@@ -1,0 +1,1 @@
+"""The benchmark sections; each takes (Results, Sizes, Progress) and adds its rows."""

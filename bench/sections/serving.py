@@ -1,0 +1,91 @@
+"""Serving cost of top-100 over a large catalogue: MF's stored user vector vs softmax's ψ(x).
+
+MF serves a precomputed user vector: look it up, score the item matrix, take the top 100.
+The softmax model computes ψ(x) at query time from the user's embedding and recent items (the
+query-tower forward pass), then does the same scoring and top-k. Both use the reader's top-k
+(`store.table.top_rows`) over the same float32 matrix, one query at a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from bench import streams
+from bench.models import Batch, Softmax
+from bench.progress import Progress
+from bench.results import Results
+from bench.sections import variants
+from bench.sizes import Sizes
+from store.table import top_rows
+
+SECTION = "serving"
+K = 100
+
+
+def _latencies(fn, queries: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    fn(0)  # warm
+    out = np.empty(queries)
+    for q in range(queries):
+        t = time.perf_counter()
+        fn(q)
+        out[q] = (time.perf_counter() - t) * 1e3
+    return out
+
+
+def section(results: Results, sizes: Sizes, progress: Progress) -> None:
+    torch.set_num_threads(1)
+    n, d = sizes.serving_items, 64
+    rng = np.random.default_rng(sizes.seed)
+    items = rng.standard_normal((n, d + 1), dtype=np.float32)
+    users = rng.standard_normal((10_000, d + 1), dtype=np.float32)
+
+    def mf(q: int) -> None:
+        top_rows(items @ users[q % len(users)], K)
+
+    progress.step("serving: MF")
+    lat = {"MF (precomputed user vector)": _latencies(mf, sizes.serving_queries)}
+    progress.fraction(0.3)
+    for label, layers in (("softmax linear tower", ()), ("softmax MLP tower 256,128", (256, 128))):
+        progress.step(f"serving: {label}")
+        model = Softmax(label, variants.default().settings(sizes.seed, layers=layers))
+        st = streams.trending(20_000, 2_000, 5_000, seed=sizes.seed)
+        for lo in range(0, len(st), 1024):
+            model.learn(
+                Batch(st.users[lo : lo + 1024], st.items[lo : lo + 1024], st.ts[lo : lo + 1024])
+            )
+        learner = model.learner
+
+        def psi(q: int, learner=learner) -> np.ndarray:  # type: ignore[no-untyped-def]
+            v = learner.query_vectors(np.array([q % len(learner.users)])).numpy()[0]
+            return np.append(v, np.float32(1.0))
+
+        def softmax(q: int, psi=psi) -> None:  # type: ignore[no-untyped-def]
+            top_rows(items @ psi(q), K)
+
+        lat[f"{label}: ψ(x) forward only"] = _latencies(psi, sizes.serving_queries)
+        lat[f"{label}: ψ(x) + top-{K}"] = _latencies(softmax, sizes.serving_queries)
+        progress.fraction(0.3 + 0.35 * (len(lat) - 1) / 4)
+    for name, ms in lat.items():
+        headline = "forward only" not in name and "MLP" not in name
+        results.add(
+            SECTION,
+            f"top-{K} p50 ms @ {n:,} items",
+            name,
+            float(np.median(ms)),
+            "ms",
+            headline=headline,
+        )
+        results.add(
+            SECTION, f"top-{K} p99 ms @ {n:,} items", name, float(np.percentile(ms, 99)), "ms"
+        )
+    results.note(
+        SECTION,
+        (
+            f"{n:,} items x {d}+1 float32 (bias folded in), one query at a time, 1 thread, "
+            f"{sizes.serving_queries} queries after one warm-up. The cost to publish the item "
+            "table is in the pipeline section (publish row)."
+        ),
+    )

@@ -1,0 +1,66 @@
+"""The whole benchmark: sections in order, one progress bar, then report.md and the plots."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import cli, report
+from bench.progress import Progress
+from bench.results import Results
+from bench.sections import features, folding, pipeline, quality, scaling, serving
+from bench.sizes import Sizes
+
+log = logging.getLogger("bench")
+
+SECTIONS: dict[str, Callable[[Results, Sizes, Progress, bool], None]] = {
+    "quality": lambda r, s, p, q: quality.section(r, s, p),
+    "features": lambda r, s, p, q: features.section(r, s, p),
+    "folding": lambda r, s, p, q: folding.section(r, s, p),
+    "scaling": scaling.section,
+    "serving": lambda r, s, p, q: serving.section(r, s, p),
+    "pipeline": lambda r, s, p, q: pipeline.section(r, s, p),
+}
+
+
+assert tuple(SECTIONS) == cli.SECTIONS, "keep bench.cli.SECTIONS in step"
+
+
+def run_suite(
+    out: Path,
+    sizes: Sizes,
+    quick: bool,
+    only: tuple[str, ...] = (),
+    progress: bool | None = None,
+    command: str = "recstream bench",
+) -> tuple[Results, Path]:
+    """Run the chosen sections (all by default); a failing section becomes a noted row."""
+    import torch
+
+    torch.set_num_threads(1)  # measurements that want two threads run in their own process
+    chosen = [s for s in SECTIONS if not only or s in only]
+    results = Results()
+    bar = Progress(len(chosen), progress)
+    started = time.monotonic()
+    try:
+        for name in chosen:
+            bar.start(name)
+            before = {r.section for r in results.rows}
+            t0 = time.monotonic()
+            try:
+                SECTIONS[name](results, sizes, bar, quick)
+            except Exception as e:  # one broken section must not hide the others' figures
+                log.error("section %s failed:\n%s", name, traceback.format_exc())
+                results.pending(name, "section failed", name, f"{type(e).__name__}: {e}")
+            took = time.monotonic() - t0
+            for s in {r.section for r in results.rows} - before:
+                results.seconds[s] = took
+            bar.finish()
+    finally:
+        bar.close()
+    mode = "quick" if quick else "full"
+    path = report.write(results, out, mode, time.monotonic() - started, command)
+    return results, path
