@@ -234,18 +234,28 @@ class Proc:
             self.proc.kill()
         self.wait(30)
 
-    def metrics(self) -> dict[str, float]:
-        """Scraped metrics, samples summed over labels; {} if the endpoint does not answer."""
+    def samples(self) -> list[Any]:
+        """Scraped metric samples (name, labels, value); [] if the endpoint does not answer."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
                 text = r.read().decode()
         except (urllib.error.URLError, OSError):
-            return {}
+            return []
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def metrics(self) -> dict[str, float]:
+        """Scraped metrics, samples summed over labels; {} if the endpoint does not answer."""
         out: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+        for sample in self.samples():
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
         return out
+
+    def caught_up(self, partitions: int = PARTITIONS) -> bool:
+        """Owns every partition and has read each to its high watermark."""
+        samples = self.samples()
+        lag = [s.value for s in samples if s.name == "recstream_lag_events"]
+        owned = [s.value for s in samples if s.name == "recstream_partitions_assigned"]
+        return owned == [partitions] and len(lag) == partitions and not any(lag)
 
     def metric(self, name: str) -> float:
         return self.metrics().get(name, 0.0)

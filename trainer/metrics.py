@@ -148,7 +148,10 @@ class MetricsServer:
         self._server.daemon_threads = True
         self.host, self.port = host, int(self._server.server_address[1])
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="recstream-metrics", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # close() waits up to this long
+            name="recstream-metrics",
+            daemon=True,
         )
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics, health on /healthz", host, self.port)

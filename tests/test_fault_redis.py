@@ -1,0 +1,209 @@
+"""Fault scenarios 4 and 5: Redis killed during a publish; readers polling during publishes.
+
+The writer is the real `recstream publish --watch` process; the test writes the checkpoints it
+publishes (serving vectors chosen so that any mix of two versions is visible).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from store import NoVersion, Reader, RedisServer, Snapshot, StoreError, save_snapshot
+from store.layout import Layout
+from store.reader import load_table
+from tests.faultkit import Proc, figure, wait_until
+from trainer.checkpoint import SERVING, CheckpointStore
+
+DIM = 8
+
+
+def snapshot(version: int, items: int, users: int = 50) -> Snapshot:
+    """Item j of version v is [v, 1, j/items, 0...]; every user is [1, -v, 0...]: a user and an
+    item of the same version score exactly 0, of different versions v_i - v_u != 0."""
+    item_vectors = np.zeros((items, DIM), np.float32)
+    item_vectors[:, 0] = version
+    item_vectors[:, 1] = 1
+    item_vectors[:, 2] = np.arange(items) / items
+    user_vectors = np.zeros((users, DIM), np.float32)
+    user_vectors[:, 0] = 1
+    user_vectors[:, 1] = -version
+    return Snapshot(
+        version=version,
+        created_ms=time.time_ns() // 1_000_000,
+        item_ids=[f"i{j}" for j in range(items)],
+        item_vectors=item_vectors,
+        user_ids=[f"u{u}" for u in range(users)],
+        user_vectors=user_vectors,
+    )
+
+
+def write_checkpoint(directory: Path, snap: Snapshot) -> None:
+    """A checkpoint as the trainer writes it, as far as the writer reads it."""
+    meta = {"created_ms": snap.created_ms, "events_applied": 0, "offsets": {}}
+    CheckpointStore(directory).save(
+        {}, meta, extra={SERVING: lambda p: save_snapshot(snap, p)}, ckpt_id=snap.version
+    )
+
+
+def publish_args(directory: Path, url: str, namespace: str, *more: str) -> list[str]:
+    return [
+        "publish",
+        "--watch",
+        "--checkpoint-dir",
+        str(directory),
+        "--namespace",
+        namespace,
+        "--interval",
+        "0.1",
+        *more,
+    ], {"RECSTREAM_REDIS": url}  # type: ignore[return-value]
+
+
+class Monitor(threading.Thread):
+    """Reads the pointer and the whole version it names, over and over; counts every time the
+    pointer named a version that was not complete and identical to its snapshot."""
+
+    def __init__(self, url: str, namespace: str, expected: dict[int, Snapshot]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.layout, self.expected = url, Layout(namespace), expected
+        self.stop = threading.Event()
+        self.bad: list[str] = []
+        self.reads = 0
+
+    def run(self) -> None:
+        client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+        while not self.stop.is_set():
+            try:
+                raw = client.get(self.layout.current)
+                if raw is None:
+                    continue
+                v = int(raw)
+                table = load_table(client, self.layout, v)
+                want = self.expected[v]
+                if (
+                    table.ids != want.item_ids
+                    or table.matrix.tobytes() != want.item_vectors.tobytes()
+                ):
+                    self.bad.append(f"version {v} differs from its snapshot")
+                self.reads += 1
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.02)  # Redis is down: nothing to read, nothing wrong
+            except StoreError as e:  # the pointer names a version whose keys are not all there
+                self.bad.append(f"{type(e).__name__}: {e}")
+        client.close()
+
+
+@pytest.mark.parametrize("restart", ["with-aof", "empty"])
+def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_path, restart):
+    ckpt_dir, ns = tmp_path / "ckpt", "faults"
+    expected = {v: snapshot(v, items=40_000) for v in (1, 2)}
+    with RedisServer(appendonly=restart == "with-aof") as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=1)
+        args, env = publish_args(ckpt_dir, server.url, ns, "--test-mode")
+        env["RECSTREAM_FAULT"] = "publish-written@2:pause=2"
+        writer = Proc(args, tmp_path / "writer.log", env=env)
+        monitor = Monitor(server.url, ns, expected)
+        try:
+            write_checkpoint(ckpt_dir, expected[1])
+            wait_until(lambda: client.get(f"{ns}:current") == b"1", 30, "version 1")
+            monitor.start()
+            write_checkpoint(ckpt_dir, expected[2])
+            wait_until(lambda: "FAULT publish-written@2" in writer.log(), 30, "the pause")
+            assert client.exists(f"{ns}:v:2:matrix:0") and not client.exists(f"{ns}:v:2:meta")
+            server.kill()  # mid-publish: version 2's data written, its meta not yet
+            time.sleep(0.5)
+            server.start()
+            restarted = time.monotonic()
+            if restart == "with-aof":  # the half-written version came back, still not current
+                assert client.get(f"{ns}:current") == b"1"
+
+            def consistent() -> bool:
+                try:
+                    if client.get(f"{ns}:current") != b"2":
+                        return False
+                    table = load_table(client, Layout(ns), 2)
+                except (redis.RedisError, StoreError):
+                    return False
+                return table.matrix.tobytes() == expected[2].item_vectors.tobytes()
+
+            wait_until(consistent, 60, "version 2 to be current and complete")
+            took = time.monotonic() - restarted
+            time.sleep(0.3)  # let the monitor read the final state too
+            assert writer.alive()
+        finally:
+            monitor.stop.set()
+            monitor.join(10)
+            writer.kill()
+            client.close()
+    figure(f"Redis restart ({restart}) to consistency", took)
+    assert monitor.bad == [], monitor.bad[:5]
+    assert monitor.reads > 0
+
+
+def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, redis_url, namespace):
+    ckpt_dir, versions = tmp_path / "ckpt", 25
+    written: dict[int, float] = {}  # version -> when its checkpoint was complete
+    args, env = publish_args(ckpt_dir, redis_url, namespace, "--grace", "1", "--keep", "1")
+    writer = Proc(args, tmp_path / "writer.log", env=env)
+    done = threading.Event()
+    mixed: list[str] = []
+    errors: list[str] = []
+    first_seen: dict[int, float] = {}
+    calls = [0]
+
+    def poll(n: int) -> None:
+        reader = Reader.from_url(redis_url, namespace)
+        last = 0
+        while not done.is_set():
+            try:
+                recs = reader.recommend(f"u{n}", k=5)
+                vecs = reader.item_vectors(["i0", "i7777", "i19999"])
+                user = reader.user_vector(f"u{n}")
+            except NoVersion:
+                continue
+            except Exception as e:  # a torn vector, a vanished version: all failures
+                errors.append(repr(e))
+                continue
+            calls[0] += 1
+            if any(r["score"] != 0.0 for r in recs):
+                mixed.append(f"recommend mixed versions: {recs}")
+            seen = {float(v[0]) for v in vecs.values()}
+            if len(seen) != 1 or len(vecs) != 3:
+                mixed.append(f"item_vectors mixed versions: {vecs}")
+                continue
+            v = int(seen.pop())
+            if v < last:
+                mixed.append(f"went back from version {last} to {v}")
+            last = v
+            first_seen.setdefault(v, time.time())
+            assert user is not None
+        reader.close()
+
+    threads = [threading.Thread(target=poll, args=(n,), daemon=True) for n in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for v in range(1, versions + 1):
+            write_checkpoint(ckpt_dir, snapshot(v, items=20_000))
+            written[v] = time.time()
+            time.sleep(0.15)
+        wait_until(lambda: versions in first_seen, 30, "the last version to be read")
+    finally:
+        done.set()
+        for t in threads:
+            t.join(10)
+        writer.kill()
+    stale = [first_seen[v] - written[v] for v in sorted(first_seen)]
+    figure("reads while publishing", calls[0], "calls")
+    figure("stale-read window, checkpoint written to first read (median)", statistics.median(stale))
+    figure("stale-read window, checkpoint written to first read (max)", max(stale))
+    assert mixed == [], mixed[:5]
+    assert errors == [], errors[:5]
+    assert len(first_seen) >= 5, f"too few versions seen to test anything: {sorted(first_seen)}"
