@@ -53,7 +53,7 @@ class Sizes:
             grid_seconds=1.5,
             grid_repeats=2,
             serving_queries=150,
-            pipeline_events=100_000,
+            pipeline_events=200_000,
         )
 
     @classmethod

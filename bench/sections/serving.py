@@ -9,6 +9,8 @@ query-tower forward pass), then does the same scoring and top-k. Both use the re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,13 +27,19 @@ SECTION = "serving"
 K = 100
 
 
-def _latencies(fn, queries: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    fn(0)  # warm
-    out = np.empty(queries)
+def _interleaved(fns: dict[str, Callable[[int], object]], queries: int) -> dict[str, np.ndarray]:
+    """Latency (ms) of each function per query, taking turns in a rotating order, so that a
+    noisy neighbour or a frequency change hits every method alike."""
+    names = list(fns)
+    out = {name: np.empty(queries) for name in names}
+    for name in names:
+        fns[name](0)  # warm
     for q in range(queries):
-        t = time.perf_counter()
-        fn(q)
-        out[q] = (time.perf_counter() - t) * 1e3
+        for k in range(len(names)):
+            name = names[(q + k) % len(names)]
+            t = time.perf_counter()
+            fns[name](q)
+            out[name][q] = (time.perf_counter() - t) * 1e3
     return out
 
 
@@ -45,29 +53,28 @@ def section(results: Results, sizes: Sizes, progress: Progress) -> None:
     def mf(q: int) -> None:
         top_rows(items @ users[q % len(users)], K)
 
-    progress.step("serving: MF")
-    lat = {"MF (precomputed user vector)": _latencies(mf, sizes.serving_queries)}
-    progress.fraction(0.3)
+    fns: dict[str, Callable[[int], object]] = {"MF (precomputed user vector)": mf}
     for label, layers in (("softmax linear tower", ()), ("softmax MLP tower 256,128", (256, 128))):
-        progress.step(f"serving: {label}")
+        progress.step(f"serving: training a small {label}")
         model = Softmax(label, variants.default().settings(sizes.seed, layers=layers))
         st = streams.trending(20_000, 2_000, 5_000, seed=sizes.seed)
         for lo in range(0, len(st), 1024):
-            model.learn(
-                Batch(st.users[lo : lo + 1024], st.items[lo : lo + 1024], st.ts[lo : lo + 1024])
-            )
+            hi = lo + 1024
+            model.learn(Batch(st.users[lo:hi], st.items[lo:hi], st.ts[lo:hi]))
         learner = model.learner
 
-        def psi(q: int, learner=learner) -> np.ndarray:  # type: ignore[no-untyped-def]
+        def psi(q: int, learner: Any = learner) -> np.ndarray:
             v = learner.query_vectors(np.array([q % len(learner.users)])).numpy()[0]
             return np.append(v, np.float32(1.0))
 
-        def softmax(q: int, psi=psi) -> None:  # type: ignore[no-untyped-def]
+        def softmax(q: int, psi: Callable[[int], np.ndarray] = psi) -> None:
             top_rows(items @ psi(q), K)
 
-        lat[f"{label}: ψ(x) forward only"] = _latencies(psi, sizes.serving_queries)
-        lat[f"{label}: ψ(x) + top-{K}"] = _latencies(softmax, sizes.serving_queries)
-        progress.fraction(0.3 + 0.35 * (len(lat) - 1) / 4)
+        fns[f"{label}: ψ(x) forward only"] = psi
+        fns[f"{label}: ψ(x) + top-{K}"] = softmax
+        progress.fraction(0.2 + 0.2 * len(fns) / 5)
+    progress.step("serving: timing top-100 queries, methods taking turns")
+    lat = _interleaved(fns, sizes.serving_queries)
     for name, ms in lat.items():
         headline = "forward only" not in name and "MLP" not in name
         results.add(
