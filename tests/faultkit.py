@@ -22,14 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from store import Snapshot, save_snapshot
 from store.server import free_port
 from stream.errors import InvalidEvent
 from stream.event import Decoder, encode
 from stream.kafka import KafkaSettings, KafkaSink, ensure_topic
-from trainer.checkpoint import CheckpointStore
+from trainer.checkpoint import SERVING, CheckpointStore
 from trainer.daemon import ORACLE
 
 T0 = 1_700_000_000_000
@@ -289,3 +291,34 @@ def train_args(
         *SMALL_MODEL,
         *more,
     ]
+
+
+DIM = 8
+
+
+def snapshot(version: int, items: int, users: int = 50) -> Snapshot:
+    """Item j of version v is [v, 1, j/items, 0...]; every user is [1, -v, 0...]: a user and an
+    item of the same version score exactly 0, of different versions v_i - v_u != 0."""
+    item_vectors = np.zeros((items, DIM), np.float32)
+    item_vectors[:, 0] = version
+    item_vectors[:, 1] = 1
+    item_vectors[:, 2] = np.arange(items) / items
+    user_vectors = np.zeros((users, DIM), np.float32)
+    user_vectors[:, 0] = 1
+    user_vectors[:, 1] = -version
+    return Snapshot(
+        version=version,
+        created_ms=time.time_ns() // 1_000_000,
+        item_ids=[f"i{j}" for j in range(items)],
+        item_vectors=item_vectors,
+        user_ids=[f"u{u}" for u in range(users)],
+        user_vectors=user_vectors,
+    )
+
+
+def write_checkpoint(directory: Path, snap: Snapshot) -> None:
+    """A checkpoint as the trainer writes it, as far as the writer reads it."""
+    meta = {"created_ms": snap.created_ms, "events_applied": 0, "offsets": {}}
+    CheckpointStore(directory).save(
+        {}, meta, extra={SERVING: lambda p: save_snapshot(snap, p)}, ckpt_id=snap.version
+    )

@@ -545,7 +545,14 @@ class Trainer:
         env = {**os.environ, "RECSTREAM_REDIS": self.s.redis or ""}  # the URL may hold a secret
         for name, value in self.s.redis_tls.items():
             env[f"RECSTREAM_REDIS_{name.upper()}"] = value
-        self._writer = subprocess.Popen(cmd, env=env)
+        # The child starts with SIGTERM blocked (a signal mask survives exec) and unblocks it
+        # once its handler is in place: a stop during its imports still gets a final publish.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            self._writer = subprocess.Popen(cmd, env=env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         log.info("writer process started (pid %d)", self._writer.pid)
 
     def _stop_writer(self) -> None:
@@ -555,11 +562,18 @@ class Trainer:
         spent = 0.0 if self.stop_requested_at is None else time.monotonic() - self.stop_requested_at
         wait_s = max(5.0, self.s.shutdown_grace_s - spent - 1.0)
         try:
-            self._writer.wait(timeout=wait_s)
+            code = self._writer.wait(timeout=wait_s)
         except subprocess.TimeoutExpired:
             log.error("writer did not stop within %.0f s; killing it", wait_s)
             self._writer.kill()
-            self._writer.wait()
+            code = self._writer.wait()
+        if code != 0:
+            log.error(
+                "the writer exited with code %d: the newest checkpoint may not be published; "
+                "`recstream publish --checkpoint-dir %s` publishes it",
+                code,
+                self.s.checkpoint_dir,
+            )
         self._writer = None
 
 

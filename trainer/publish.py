@@ -138,6 +138,9 @@ def watch(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # A trainer starts its writer child with these blocked, so that a stop that arrives while
+    # the child is still importing waits for the handler above instead of killing it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     store = CheckpointStore(checkpoint_dir)
     backoff = interval_s
     st = status or WatchStatus()
