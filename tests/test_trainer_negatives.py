@@ -32,7 +32,7 @@ def _z_estimate(neg: Negatives, scores: torch.Tensor, gen: torch.Generator) -> f
     """Σ exp(s - log Q) over one query's negatives: an estimate of Σ_j exp(s_j)."""
     shared = torch.from_numpy(neg.log_q).float()
     s = scores[torch.from_numpy(neg.rows)]
-    total = float(torch.exp(s - shared).sum())  # pool-only columns have log Q = +inf → 0
+    total = float(torch.exp(s - shared).sum())  # pool-only columns: log Q = EXCLUDED → 0
     if neg.hard:
         pool_s = s[neg.pool].unsqueeze(0)
         pos, log_q = draw_hard(pool_s, torch.from_numpy(neg.pool_log_q), neg, 1.0, gen)

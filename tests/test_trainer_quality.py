@@ -75,9 +75,10 @@ def test_negatives_then_gravity_stop_folding():
     batches = _batches(world, 40_000, 256)
 
     def rate(learner: Learner) -> float:
-        users = learner.users.ids()
-        top = learner.scores(np.arange(len(users))).topk(10).indices.numpy()
-        groups = np.array([world.item_cluster(i) for i in learner.items.ids()])
+        rows = learner.users.admitted_rows()
+        users = [learner.users.id_of(int(r)) for r in rows]
+        top = learner.scores(rows).topk(10).indices.numpy()
+        groups = np.array([-1 if i is None else world.item_cluster(i) for i in learner.items.ids()])
         return folding_rate(groups[top], [{world.user_cluster(int(u))} for u in users])
 
     plain = {"history": 0, "popularity_prior": 0.0}

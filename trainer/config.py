@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from trainer.errors import ConfigError
+from trainer.features import FieldSpec
 from trainer.negatives import DEFAULT_NEGATIVES, NegativeSpec, parse_negatives
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -46,6 +47,16 @@ class ModelSettings:
     logq: bool = True  # subtract log Q from sampled logits (off only to show the bias)
     eval_sample: int = 64  # at most this many queries per batch scored before learning ...
     eval_budget: float = 0.1  # ... and fewer when scoring would exceed this share of a step
+    # vocabulary: admission, caps and eviction (rows per table stay bounded)
+    min_count: int = 2  # sightings before an id gets its own row; until then a shared bucket
+    buckets: int = 16  # shared rows per id table for ids not admitted yet
+    max_users: int | None = 2_000_000
+    max_items: int | None = 1_000_000
+    evict_after_ms: float | None = 30 * 86_400_000  # ids unseen this long (event time) leave
+    # features from the event's context
+    context_fields: tuple[FieldSpec, ...] = ()
+    item_features: tuple[FieldSpec, ...] = ()
+    feature_buckets: int = 1000  # hashed rows per categorical feature
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +90,38 @@ class ModelSettings:
             (self.popularity_prior >= 0, "--popularity-prior", self.popularity_prior, "w >= 0"),
             (self.eval_sample >= 0, "--eval-sample", self.eval_sample, "a count >= 0 (0 = off)"),
             (self.eval_budget > 0, "--eval-budget", self.eval_budget, "a share > 0 such as 0.1"),
+            (self.min_count >= 1, "--min-count", self.min_count, "1 or more"),
+            (
+                self.buckets >= (1 if self.min_count > 1 else 0),
+                "--buckets",
+                self.buckets,
+                "at least 1 shared row when --min-count > 1",
+            ),
+            (
+                self.max_users is None or self.max_users > self.buckets,
+                "--max-users",
+                self.max_users,
+                "a cap above --buckets",
+            ),
+            (
+                self.max_items is None or self.max_items > self.buckets,
+                "--max-items",
+                self.max_items,
+                "a cap above --buckets",
+            ),
+            (
+                self.evict_after_ms is None or self.evict_after_ms > 0,
+                "--evict-after",
+                self.evict_after_ms,
+                "a duration such as 30d, or 0 for never",
+            ),
+            (self.feature_buckets > 0, "--feature-buckets", self.feature_buckets, "a count > 0"),
+            (
+                all(f.kind == "cat" for f in self.item_features),
+                "--item-features",
+                self.item_features,
+                "categorical fields only (no :num)",
+            ),
         ]
         for ok, name, value, fix in checks:
             if not ok:

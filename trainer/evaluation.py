@@ -79,9 +79,9 @@ class Progressive:
         out: dict[str, Any] = {"evaluated": self.evaluated, "drifts": self.drifts}
         for k in self.ks:
             out[f"recall@{k}"] = round(self.running[k].get(), 5)
-            out[f"recall@{k}_rolling"] = round(self.rolling[k].get(), 5)
+            out[f"recall@{k}_rolling"] = round(self.rolling[k].get(), 5)  # type: ignore[operator]
         out["loss"] = round(self.loss.get(), 5)
-        out["loss_rolling"] = round(self.loss_rolling.get(), 5)
+        out["loss_rolling"] = round(self.loss_rolling.get(), 5)  # type: ignore[operator]
         return out
 
     def state(self) -> dict[str, Any]:

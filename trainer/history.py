@@ -1,6 +1,14 @@
-"""Per-user recent items: a bounded ring of the last L item rows per user row."""
+"""Per-user recent items: a bounded ring of the last L item rows per user row.
+
+Users not admitted to a row of their own yet (still in a shared bucket) keep their few items
+in a bounded LRU map by id, handed to their ring when they are admitted (`adopt`), so a new
+user's first events are not lost to the query tower.
+"""
 
 from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -16,12 +24,14 @@ class UserHistory:
     [6, 7]
     """
 
-    def __init__(self, length: int, capacity: int = 1024) -> None:
+    def __init__(self, length: int, capacity: int = 1024, pending_capacity: int = 100_000) -> None:
         if length < 0:
             raise ValueError(f"history length must be >= 0, got {length}")
         self.length = length
         self.items = np.full((capacity, length), EMPTY, dtype=np.int64)
-        self.next = np.zeros(capacity, dtype=np.int64)  # write position, = items pushed so far
+        self.next = np.zeros(capacity, dtype=np.int64)  # write position = items pushed so far
+        self.pending: OrderedDict[str, list[int]] = OrderedDict()
+        self.pending_capacity = pending_capacity
 
     def ensure(self, rows: int) -> None:
         cap = self.items.shape[0]
@@ -33,12 +43,40 @@ class UserHistory:
             nxt[:cap] = self.next
             self.items, self.next = items, nxt
 
-    def get(self, users: np.ndarray) -> np.ndarray:
-        return self.items[users]
+    def get(
+        self, users: np.ndarray, ids: Sequence[str] | None = None, buckets: int = 0
+    ) -> np.ndarray:
+        """Histories of user rows; rows < `buckets` are shared buckets: their users' pending
+        histories are looked up by `ids` instead."""
+        out = self.items[users].copy()
+        if buckets and ids is not None and self.length:
+            for k in np.flatnonzero(users < buckets).tolist():
+                out[k] = EMPTY
+                got = self.pending.get(ids[k], [])[-self.length :]
+                out[k, : len(got)] = got
+        return out
 
-    def push(self, users: np.ndarray, items: np.ndarray) -> None:
+    def push(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        ids: Sequence[str] | None = None,
+        buckets: int = 0,
+    ) -> None:
         """Append each event's item to its user's ring; later events of a user win."""
         if self.length == 0 or len(users) == 0:
+            return
+        own = users >= buckets
+        if buckets and ids is not None:
+            for k in np.flatnonzero(~own).tolist():
+                lst = self.pending.setdefault(ids[k], [])
+                lst.append(int(items[k]))
+                del lst[: -self.length]
+                self.pending.move_to_end(ids[k])
+            while len(self.pending) > self.pending_capacity:
+                self.pending.popitem(last=False)
+        users, items = users[own], items[own]
+        if len(users) == 0:
             return
         self.ensure(int(users.max()) + 1)
         order = np.argsort(users, kind="stable")
@@ -50,17 +88,40 @@ class UserHistory:
         self.items[su, slot] = items[order]  # duplicates: numpy keeps the last write, the newest
         self.next[su[starts]] += counts
 
+    def adopt(self, rows: np.ndarray, ids: Sequence[str]) -> None:
+        """Fresh rows start empty, or with their user's pending items."""
+        self.ensure(int(rows.max()) + 1 if len(rows) else 0)
+        for row, id_ in zip(rows.tolist(), ids, strict=True):
+            got = self.pending.pop(id_, [])[-self.length :] if self.length else []
+            self.items[row] = EMPTY
+            self.items[row, : len(got)] = got
+            self.next[row] = len(got)
+
     def reset(self, users: np.ndarray) -> None:
-        self.items[users] = EMPTY
-        self.next[users] = 0
+        """Evicted user rows start over (their rows will be reused)."""
+        if len(users):
+            self.items[users] = EMPTY
+            self.next[users] = 0
+
+    def forget_items(self, item_rows: np.ndarray) -> None:
+        """Evicted item rows leave every history (their rows will be reused)."""
+        if len(item_rows) and self.length:
+            self.items[np.isin(self.items, item_rows)] = EMPTY
+            gone = set(item_rows.tolist())
+            for lst in self.pending.values():
+                lst[:] = [x for x in lst if x not in gone]
 
     def arrays(self, rows: int) -> dict[str, np.ndarray]:
         return {"items": self.items[:rows].copy(), "next": self.next[:rows].copy()}
 
-    def load(self, arrays: dict[str, np.ndarray]) -> None:
+    def pending_state(self) -> list[tuple[str, list[int]]]:
+        return list(self.pending.items())
+
+    def load(self, arrays: dict[str, np.ndarray], pending: list | None = None) -> None:
         items = arrays["items"]
         if items.shape[1] != self.length:
             raise ValueError(f"checkpoint history length {items.shape[1]} != setting {self.length}")
         self.ensure(items.shape[0])
         self.items[: items.shape[0]] = items
         self.next[: items.shape[0]] = arrays["next"]
+        self.pending = OrderedDict((k, list(v)) for k, v in (pending or []))

@@ -5,38 +5,52 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from trainer.popularity import PopularitySampler, SumTree
-from trainer.vocab import Vocabulary
 
 if TYPE_CHECKING:
     from trainer.learner import Learner
 
 
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
 def export_state(lr: Learner) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     m = lr.model
-    nu, ni = len(lr.users), len(lr.items)
+    nu, ni = lr.users.rows_used, lr.items.rows_used
     tensors: dict[str, torch.Tensor] = {}
     for name, table in m.tables().items():
-        for k, v in table.state(nu if name == "users" else ni).items():
+        rows = {"users": nu, "items": ni, "item_bias": ni}.get(name, table.capacity)
+        for k, v in table.state(rows).items():
             tensors[f"{name}.{k}"] = v
     for k, v in m.tower.state_dict().items():
         tensors[f"tower.{k}"] = v.detach().clone()
     for idx, st in m.dense_opt.state_dict()["state"].items():
         for k, v in st.items():
             tensors[f"dense_opt.{idx}.{k}"] = torch.as_tensor(v).clone()
-    tensors["counts.stored"] = torch.from_numpy(lr.counts.arrays()["stored"])
-    tensors["sampler.tree"] = torch.from_numpy(lr.sampler.tree.tree.copy())
+    tensors["counts.stored"] = _t(lr.counts.arrays()["stored"])
+    tensors["sampler.tree"] = _t(lr.sampler.tree.tree.copy())
     for k, arr in lr.history.arrays(nu).items():
-        tensors[f"history.{k}"] = torch.from_numpy(arr)
+        tensors[f"history.{k}"] = _t(arr)
+    for name, vocab in (("users", lr.users), ("items", lr.items)):
+        for k, arr in vocab.arrays().items():
+            tensors[f"vocab.{name}.{k}"] = _t(arr)
+    tensors["item_valid"] = _t(lr.item_valid[:ni].astype(np.uint8))
+    tensors["user_active"] = _t(lr.user_active[:nu])
+    tensors["item_features"] = _t(lr.item_features.rows[:ni])
     tensors["rng.tables"] = m.generator.get_state()
     tensors["rng.hard"] = lr.torch_gen.get_state()
     meta = {
-        "users": lr.users.ids(),
-        "items": lr.items.ids(),
+        "users": lr.users.state(),
+        "items": lr.items.state(),
+        "history_pending": lr.history.pending_state(),
+        "context": lr.context.state(),
         "counts": lr.counts.state(),
         "events_applied": lr.events_applied,
+        "batches": lr.batches,
         "last_ts": lr.last_ts,
         "progressive": lr.progress.state(),
         # numpy generator states hold 128-bit ints: keep them as a JSON string
@@ -49,8 +63,10 @@ def export_state(lr: Learner) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 def import_state(lr: Learner, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Learner:
     s = lr.settings
-    lr.users = Vocabulary(meta["users"])
-    lr.items = Vocabulary(meta["items"])
+    for name, vocab in (("users", lr.users), ("items", lr.items)):
+        prefix = f"vocab.{name}."
+        arrays = {k[len(prefix) :]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+        vocab.load(meta[name], arrays)
     m = lr.model
     for name, table in m.tables().items():
         table.load({"weight": tensors[f"{name}.weight"], "accum": tensors[f"{name}.accum"]})
@@ -68,8 +84,18 @@ def import_state(lr: Learner, tensors: dict[str, torch.Tensor], meta: dict[str, 
     tree = tensors["sampler.tree"].numpy()
     lr.sampler.tree = SumTree(len(tree) // 2)
     lr.sampler.tree.tree[:] = tree
-    lr.history.ensure(len(lr.users))
-    lr.history.load({k: tensors[f"history.{k}"].numpy() for k in ("items", "next")})
+    lr.history.ensure(lr.users.rows_used)
+    lr.history.load(
+        {k: tensors[f"history.{k}"].numpy() for k in ("items", "next")}, meta["history_pending"]
+    )
+    lr.context.load(meta["context"])
+    ni, nu = lr.items.rows_used, lr.users.rows_used
+    lr.item_valid = np.zeros(max(ni, 1024), dtype=bool)
+    lr.item_valid[:ni] = tensors["item_valid"].numpy().astype(bool)
+    lr.user_active = np.zeros(max(nu, 1024), dtype=np.int64)
+    lr.user_active[:nu] = tensors["user_active"].numpy()
+    lr.item_features.ensure(ni)
+    lr.item_features.rows[:ni] = tensors["item_features"].numpy()
     m.generator.set_state(tensors["rng.tables"])
     lr.torch_gen.set_state(tensors["rng.hard"])
     rng = json.loads(meta["rng"])
@@ -77,5 +103,6 @@ def import_state(lr: Learner, tensors: dict[str, torch.Tensor], meta: dict[str, 
     lr.rng.bit_generator.state = rng["learner"]
     lr.progress.load(meta["progressive"])
     lr.events_applied = int(meta["events_applied"])
+    lr.batches = int(meta["batches"])
     lr.last_ts = int(meta["last_ts"])
     return lr

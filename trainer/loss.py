@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+EXCLUDED = 1e9  # see negatives.EXCLUDED (loss.py imports nothing of the sampler)
+
 
 @dataclass
 class NegativeBlock:
@@ -62,7 +64,8 @@ def sampled_softmax_loss(
         logits = corrected_logits(block.scores, block.log_q)
         q, c = block.hits
         if len(q):
-            logits.index_put_((q, c), torch.tensor(float("-inf")))  # in place: no (B, k) copy
+            # in place (no (B, k) copy); finite, so a fully masked row has no NaN gradient
+            logits.index_put_((q, c), torch.tensor(-EXCLUDED))
         parts.append(torch.logsumexp(logits, dim=1))
     nll = torch.logsumexp(torch.stack(parts, dim=1), dim=1) - pos_scores
     return (weights * nll).sum() / max(len(weights), 1)

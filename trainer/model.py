@@ -1,18 +1,22 @@
 """The two-tower softmax model: a query tower ψ(x) and an item table V with a per-item bias.
 
-score(x, j) = ψ(x)·V_j + b_j. ψ reads the user's own embedding and the mean of the vectors of
-the user's recent items (the item table itself, so a new user's history already lives in item
-space), concatenated and passed through an MLP whose hidden sizes are a setting (() = linear).
-Tables are `EmbeddingTable`s (row-sparse Adagrad); the tower is a small dense nn.Module.
+score(x, j) = ψ(x)·Ṽ_j + b_j, where Ṽ_j = V_j + Σ_f F_f[feature bucket of j] (item features,
+optional: a new item starts near items that share its features). ψ reads the user's embedding,
+the mean of the Ṽ of the user's recent items (item space itself, so a new user's history is
+meaningful at once), one embedding per categorical context field and the normalised numeric
+context fields, concatenated and passed through an MLP whose hidden sizes are a setting
+(() = linear). Tables are `EmbeddingTable`s (row-sparse Adagrad); the tower is dense.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from trainer.config import ModelSettings
-from trainer.table import EmbeddingTable
+from trainer.features import MISSING
+from trainer.table import EmbeddingTable, SparseGrads
 
 
 def build_tower(in_dim: int, layers: tuple[int, ...], out_dim: int) -> nn.Sequential:
@@ -23,9 +27,12 @@ def build_tower(in_dim: int, layers: tuple[int, ...], out_dim: int) -> nn.Sequen
         width = size
     last = nn.Linear(width, out_dim)
     if not layers:
-        # start linear towers at ψ = user + history: a sensible model before any step
+        # start linear towers at ψ = user + history (features start silent): a sensible model
+        # before any step
         with torch.no_grad():
-            last.weight.copy_(torch.cat([torch.eye(out_dim), torch.eye(out_dim)], dim=1))
+            last.weight.zero_()
+            last.weight[:, :out_dim] = torch.eye(out_dim)
+            last.weight[:, out_dim : 2 * out_dim] = torch.eye(out_dim)
             last.bias.zero_()
     mods.append(last)
     return nn.Sequential(*mods)
@@ -37,16 +44,71 @@ class TwoTower:
         torch.manual_seed(s.seed)  # the tower's initial weights
         std = 1.0 / s.dim**0.5
         self.dim = s.dim
-        self.users = EmbeddingTable(s.dim, lr=s.lr, init_std=std, generator=gen)
-        self.items = EmbeddingTable(s.dim, lr=s.lr, init_std=std, generator=gen)
-        self.item_bias = EmbeddingTable(1, lr=s.lr, init_std=0.0, generator=gen)
-        self.tower = build_tower(2 * s.dim, s.layers, s.dim)
+        n_cat = sum(f.kind == "cat" for f in s.context_fields)
+        n_num = len(s.context_fields) - n_cat
+
+        def table(dim: int, init: float, rows: int = 1024) -> EmbeddingTable:
+            return EmbeddingTable(dim, lr=s.lr, init_std=init, generator=gen, capacity=rows)
+
+        self.users = table(s.dim, std)
+        # with item features, an item's own vector starts small: its features place it
+        self.items = table(s.dim, std * (0.1 if s.item_features else 1.0))
+        self.item_bias = table(1, 0.0)
+        self.context = [table(s.dim, std, s.feature_buckets) for _ in range(n_cat)]
+        self.item_feats = [table(s.dim, std, s.feature_buckets) for _ in s.item_features]
+        self.tower = build_tower((2 + n_cat) * s.dim + n_num, s.layers, s.dim)
         self.dense_opt = torch.optim.Adagrad(self.tower.parameters(), lr=s.dense_lr)
 
-    def query(self, user_vecs: torch.Tensor, history_mean: torch.Tensor) -> torch.Tensor:
-        """ψ(x) for a batch: (B, d) user embeddings (zeros for unknown users) and (B, d)
-        mean history vectors (zeros for an empty history)."""
-        return self.tower(torch.cat([user_vecs, history_mean], dim=1))
-
     def tables(self) -> dict[str, EmbeddingTable]:
-        return {"users": self.users, "items": self.items, "item_bias": self.item_bias}
+        out = {"users": self.users, "items": self.items, "item_bias": self.item_bias}
+        out.update({f"context{k}": t for k, t in enumerate(self.context)})
+        out.update({f"item_feature{k}": t for k, t in enumerate(self.item_feats)})
+        return out
+
+    # ---- item side -------------------------------------------------------------------------
+    def feature_term(
+        self, feats: np.ndarray, grads: SparseGrads | None = None
+    ) -> torch.Tensor | None:
+        """Σ_f F_f[feats[:, f]] for item rows' feature buckets (n, F); None without features."""
+        if not self.item_feats:
+            return None
+        term = torch.zeros(len(feats), self.dim)
+        for f, table in enumerate(self.item_feats):
+            have = np.flatnonzero(feats[:, f] != MISSING)
+            if len(have) == 0:
+                continue
+            if grads is None:
+                vecs = table.weight[torch.from_numpy(feats[have, f])]
+            else:
+                leaf, inv = grads.gather(table, feats[have, f])
+                vecs = leaf[inv]
+            term = term.index_add(0, torch.from_numpy(have), vecs)
+        return term
+
+    # ---- query side ------------------------------------------------------------------------
+    def context_inputs(
+        self, cat_rows: np.ndarray, nums: np.ndarray, grads: SparseGrads | None = None
+    ) -> list[torch.Tensor]:
+        """One (B, d) embedding per categorical field (zeros where missing), then (B, n_num)."""
+        out: list[torch.Tensor] = []
+        for f, table in enumerate(self.context):
+            emb = torch.zeros(len(cat_rows), self.dim)
+            have = np.flatnonzero(cat_rows[:, f] != MISSING)
+            if len(have):
+                if grads is None:
+                    vecs = table.weight[torch.from_numpy(cat_rows[have, f])]
+                else:
+                    leaf, inv = grads.gather(table, cat_rows[have, f])
+                    vecs = leaf[inv]
+                emb = emb.index_add(0, torch.from_numpy(have), vecs)
+            out.append(emb)
+        if nums.shape[1]:
+            out.append(torch.from_numpy(nums))
+        return out
+
+    def query(
+        self, user_vecs: torch.Tensor, history_mean: torch.Tensor, context: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """ψ(x): user embeddings (zeros for unknown users), mean history vectors (zeros for an
+        empty history) and the context inputs, each (B, ·)."""
+        return self.tower(torch.cat([user_vecs, history_mean, *context], dim=1))

@@ -32,6 +32,9 @@ from trainer.popularity import DecayedCounts, PopularitySampler
 
 STRATEGIES = ("popularity", "uniform", "in-batch", "hard", "full", "none")
 _NO_COUNT = ("in-batch", "full", "none")
+# log Q of a column that must not count: exp(s - EXCLUDED) is 0 in float32, yet finite, so a
+# row whose columns are all excluded has a finite log-sum-exp and a zero (not NaN) gradient
+EXCLUDED = 1e9
 DEFAULT_NEGATIVES = "popularity:256,in-batch"  # chosen by bench: see README "Choosing negatives"
 
 
@@ -77,8 +80,8 @@ def parse_negatives(text: str) -> tuple[NegativeSpec, ...]:
 class Negatives:
     """A batch's negatives. Shared columns serve every query; hard ones are drawn per query.
 
-    `log_q` is log(N·q) per shared column, +inf for pool-only columns (scored for hard
-    sampling, not negatives themselves): their corrected logit is -inf.
+    `log_q` is log(N·q) per shared column, EXCLUDED for pool-only columns (scored for hard
+    sampling, not negatives themselves): their corrected logit is effectively -inf.
     """
 
     rows: np.ndarray  # (S,) shared columns
@@ -129,7 +132,7 @@ def draw(
     total = len(rows) - (pool_size if pool_only else 0) + hard
     log_q = np.log(total * np.maximum(q, 1e-30)) if logq else np.zeros(len(q))
     if pool_only:
-        log_q[:pool_size] = np.inf
+        log_q[:pool_size] = EXCLUDED
     pool_log_q = np.log(np.maximum(q[:pool_size], 1e-30))
     return Negatives(rows, log_q, total, slice(0, pool_size), pool_log_q, hard)
 

@@ -53,6 +53,8 @@ class DecayedCounts:
     def add(self, rows: np.ndarray, ts_ms: np.ndarray, weights: np.ndarray | None = None) -> float:
         """Count `rows` at times `ts_ms`. Returns the factor all stored values were rescaled by
         (1.0 when none): a sampler over these counts must rescale its own weights by it."""
+        if len(rows) == 0:
+            return 1.0
         self.ensure(int(rows.max()) + 1 if len(rows) else 0)
         ts = np.asarray(ts_ms, dtype=np.float64)
         rescale = 1.0
@@ -68,6 +70,13 @@ class DecayedCounts:
         np.add.at(self.stored, rows, inc)
         self.total_stored += float(inc.sum())
         return rescale
+
+    def clear(self, rows: np.ndarray) -> None:
+        """Forget the counts of `rows` (evicted or reused rows)."""
+        if len(rows):
+            self.ensure(int(rows.max()) + 1)
+            self.total_stored -= float(self.stored[rows].sum())
+            self.stored[rows] = 0.0
 
     def rebase(self, ref_ms: float) -> float:
         """Move the reference time to `ref_ms`; returns the factor stored values changed by."""
@@ -204,6 +213,8 @@ class PopularitySampler:
             self.tree.scale(factor**self.alpha)
 
     def update(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
         rows = np.unique(rows)
         self.tree.ensure(self.counts.rows)
         self.tree.set(rows, self.counts.stored[rows] ** self.alpha)

@@ -36,8 +36,29 @@ def status(checkpoint_dir: Path, namespace: str) -> dict[str, Any]:
             if published
             else None
         ),
-        "users": len(learner["users"]),
-        "items": len(learner["items"]),
+        **_vocabulary(learner),
+        "quality": _quality(learner),
         "source": m["source"],
         "settings": m["settings"],
     }
+
+
+def _vocabulary(learner: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("users", "items"):
+        vocab = learner[name]
+        out[name] = sum(i is not None for i in vocab["ids"])
+        out[f"{name}_admitted"] = vocab["admitted"]
+        out[f"{name}_evicted"] = vocab["evicted"]
+    return out
+
+
+def _quality(learner: dict[str, Any]) -> dict[str, Any]:
+    """Progressive (test-then-train) figures since the model started."""
+    p = learner.get("progressive", {})
+    out: dict[str, Any] = {f"recall@{k}": round(v[1], 5) for k, v in p.get("running", {}).items()}
+    if p:
+        out["evaluated"] = int(next(iter(p["running"].values()))[0]) if p["running"] else 0
+        out["loss"] = round(p["loss"][1], 5)
+        out["drifts"] = p["drifts"]
+    return out

@@ -7,6 +7,7 @@ Optimiser state lives beside the weights, so growing or resetting a row is one p
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 INITIAL_ACCUMULATOR = 0.1  # Adagrad's usual start: damps the first steps of a new row
@@ -79,3 +80,29 @@ class EmbeddingTable:
         self.ensure(rows)
         self.weight[:rows] = state["weight"]
         self.accum[:rows] = state["accum"]
+
+
+class SparseGrads:
+    """The rows one step reads from each table, as gradient-collecting leaves; `apply` after
+    backward updates exactly those rows."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[EmbeddingTable, torch.Tensor, torch.Tensor]] = []
+
+    def gather(self, table: EmbeddingTable, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Leaf of the unique `rows`, and the index mapping each entry of `rows` into it."""
+        unique, inverse = np.unique(rows, return_inverse=True)
+        leaf = self.gather_unique(table, unique)
+        return leaf, torch.from_numpy(inverse)
+
+    def gather_unique(self, table: EmbeddingTable, unique_rows: np.ndarray) -> torch.Tensor:
+        rows = torch.from_numpy(unique_rows)
+        leaf = table.gather(rows)
+        self._parts.append((table, rows, leaf))
+        return leaf
+
+    def apply(self) -> None:
+        for table, rows, leaf in self._parts:
+            if leaf.grad is not None:
+                table.apply(rows, leaf.grad)
+        self._parts.clear()
