@@ -12,6 +12,7 @@ from typing import Any
 
 from trainer.config import ModelSettings, parse_duration_ms
 from trainer.errors import ConfigError
+from trainer.features import FieldSpec, parse_fields
 from trainer.negatives import DEFAULT_NEGATIVES, parse_negatives
 from trainer.settings import redact_url, require, resolve
 
@@ -410,6 +411,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="queries per batch scored before learning, for progressive recall",
     )
+    v = p.add_argument_group("vocabulary and features")
+    v.add_argument(
+        "--min-count",
+        type=int,
+        default=2,
+        help="sightings before a user or item gets a row of its own; until then it shares one "
+        "of --buckets hashed rows, so a flood of one-off ids cannot grow the tables (default: 2)",
+    )
+    v.add_argument("--buckets", type=int, default=16, help="shared rows per id table (default: 16)")
+    v.add_argument(
+        "--max-users", type=int, default=2_000_000, help="row cap of the user table (0 = none)"
+    )
+    v.add_argument(
+        "--max-items", type=int, default=1_000_000, help="row cap of the item table (0 = none)"
+    )
+    v.add_argument(
+        "--evict-after",
+        default="30d",
+        help="ids unseen for this long in event time lose their rows (0 = never; default: 30d)",
+    )
+    v.add_argument(
+        "--context-fields",
+        default="",
+        help="context fields the query tower reads, e.g. device,hour,price:num "
+        "(categorical unless :num; unknown fields are ignored)",
+    )
+    v.add_argument(
+        "--item-features",
+        default="",
+        help="context fields that describe the item, e.g. item_category: a new item starts "
+        "near items that share them",
+    )
+    v.add_argument(
+        "--feature-buckets", type=int, default=1000, help="hashed rows per categorical feature"
+    )
     m.add_argument("--seed", type=int, default=0)
     _common(p)
 
@@ -501,8 +537,23 @@ def model_settings(a: argparse.Namespace) -> ModelSettings:
         eval_sample=a.eval_sample,
         eval_budget=a.eval_budget,
         logq=not a.no_logq,
+        min_count=a.min_count,
+        buckets=a.buckets,
+        max_users=a.max_users or None,
+        max_items=a.max_items or None,
+        evict_after_ms=parse_duration_ms(a.evict_after, "--evict-after") or None,
+        context_fields=fields(a.context_fields, "--context-fields"),
+        item_features=fields(a.item_features, "--item-features"),
+        feature_buckets=a.feature_buckets,
         seed=a.seed,
     )
+
+
+def fields(text: str, flag: str) -> tuple[FieldSpec, ...]:
+    try:
+        return parse_fields(text)
+    except ValueError as e:
+        raise ConfigError(f"{flag}: {e}") from None
 
 
 def cmd_train(a: argparse.Namespace) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from trainer.errors import ConfigError
 from trainer.features import FieldSpec
@@ -126,3 +128,23 @@ class ModelSettings:
         for ok, name, value, fix in checks:
             if not ok:
                 raise ConfigError(f"{name}: bad value {value!r}; use {fix}")
+
+    # settings that fix the shape of the state: a checkpoint cannot be resumed with others
+    SHAPE = (
+        "dim",
+        "layers",
+        "history",
+        "buckets",
+        "context_fields",
+        "item_features",
+        "feature_buckets",
+    )
+
+    def shape_mismatch(self, saved: dict[str, Any]) -> str | None:
+        """Why a checkpoint trained with `saved` settings cannot resume under these, or None."""
+        mine = json.loads(json.dumps(asdict(self), default=str))
+        for key in self.SHAPE:
+            if key in saved and mine[key] != saved[key]:
+                flag = "--" + key.replace("_", "-")
+                return f"{flag} is {mine[key]!r} but the checkpoint was trained with {saved[key]!r}"
+        return None

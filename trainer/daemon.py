@@ -203,14 +203,12 @@ class Trainer:
                 "or drop --from-time to resume."
             )
         saved = ckpt.meta["settings"]
-        for key in ("dim", "layers", "history"):
-            have = getattr(self.s.model, key)
-            want = saved[key] if key != "layers" else tuple(saved[key])
-            if have != want:
-                raise ConfigError(
-                    f"--{key} is {have!r} but the checkpoint in {self.s.checkpoint_dir} was "
-                    f"trained with {want!r}; use the same value or a new --checkpoint-dir"
-                )
+        mismatch = self.s.model.shape_mismatch(saved)
+        if mismatch:
+            raise ConfigError(
+                f"{mismatch} (in {self.s.checkpoint_dir}); use the same value or a new "
+                "--checkpoint-dir"
+            )
         self.learner = Learner.from_state(self.s.model, ckpt.tensors(), ckpt.meta["learner"])
         self.offsets = dict(ckpt.meta["offsets"])
         self.identity = dict(ckpt.meta["identity"])
