@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from store import Snapshot
+from store.tower import QueryTower
 from trainer.learner import Learner
 
 _USER_CHUNK = 65536
@@ -35,4 +36,30 @@ def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str
         user_ids=[learner.users.id_of(int(r)) or "" for r in user_rows],
         user_vectors=users,
         extra=extra,
+    )
+
+
+@torch.no_grad()
+def export_tower(learner: Learner) -> QueryTower:
+    """The query tower in the published form (store.tower): spec + float32 weights."""
+    m, s = learner.model, learner.settings
+    weights: dict[str, np.ndarray] = {}
+    for k, table in enumerate(m.context):
+        weights[f"context{k}"] = table.weight[: s.feature_buckets].numpy().copy()
+    linears = [mod for mod in m.tower if isinstance(mod, torch.nn.Linear)]
+    for k, lin in enumerate(linears):
+        weights[f"layer{k}.weight"] = lin.weight.detach().numpy().copy()
+        weights[f"layer{k}.bias"] = lin.bias.detach().numpy().copy()
+    enc = learner.context
+    std = enc.std()
+    return QueryTower(
+        dim=m.dim,
+        history=s.history,
+        context=[{"field": f, "buckets": s.feature_buckets} for f in enc.cat],
+        numeric=[
+            {"field": f, "mean": float(enc.mean[k]), "std": float(std[k])}
+            for k, f in enumerate(enc.num)
+        ],
+        weights=weights,
+        layers=len(linears),
     )
