@@ -141,3 +141,27 @@ def test_tls_with_acl_users_for_the_trainer_its_writer_and_a_reader(tmp_path, tl
         )  # fmt: skip
         assert out.returncode == 2 and "certificate verify failed" in out.stderr
         assert READER_PW not in out.stderr
+
+
+def test_the_printed_acl_commands_work_on_a_real_server(tmp_path):
+    out = recstream("acl", "--namespace", NS, env={})
+    assert out.returncode == 0, out.stderr
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url)
+        for line in out.stdout.splitlines():
+            line = line.replace("WRITER_PASSWORD", WRITER_PW).replace("READER_PASSWORD", READER_PW)
+            assert admin.execute_command(*line.split()) == b"OK"
+        ckpt_dir = tmp_path / "ckpt"
+        _checkpoints(ckpt_dir, range(1, 2))
+        writer_url = server.url_for("recstream-writer", WRITER_PW)
+        published = recstream(
+            "publish", "--checkpoint-dir", str(ckpt_dir), "--namespace", NS,
+            env={"RECSTREAM_REDIS": writer_url},
+        )  # fmt: skip
+        assert published.returncode == 0, published.stderr
+        reader = redis.Redis.from_url(server.url_for("recstream-reader", READER_PW))
+        assert reader.get(f"{NS}:current") == b"1"
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reader.set(f"{NS}:current", b"2")
+        reader.close()
+        admin.close()

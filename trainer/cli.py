@@ -497,6 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
     require(p, "checkpoint_dir")
     _common(p)
 
+    p = sub.add_parser(
+        "acl",
+        help="print least-privilege Redis ACL commands for the writer and for readers",
+        description="Print ACL SETUSER commands: the writer may write only the namespace's "
+        "keys, readers may only read them. Replace the password placeholders, then run them "
+        "with redis-cli as an administrator (or put them, without 'ACL SETUSER', in an ACL file).",
+    )
+    p.add_argument("--writer-user", default="recstream-writer")
+    p.add_argument("--reader-user", default="recstream-reader")
+    _common(p)
+
     from bench.cli import add_arguments as bench_arguments
 
     p = sub.add_parser(
@@ -673,6 +684,14 @@ def cmd_recommend(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acl(a: argparse.Namespace) -> int:
+    from store.acl import reader_rules, writer_rules
+
+    print(f"ACL SETUSER {a.writer_user} on >WRITER_PASSWORD {writer_rules(a.namespace)}")
+    print(f"ACL SETUSER {a.reader_user} on >READER_PASSWORD {reader_rules(a.namespace)}")
+    return 0
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     from trainer.status import status
 
@@ -719,6 +738,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "acl": cmd_acl,
     "bench": cmd_bench,
     "demo": cmd_demo,
     "generate": cmd_generate,
