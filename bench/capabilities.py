@@ -44,7 +44,7 @@ def _train_scores(settings: ModelSettings) -> torch.Tensor:
     learner = Learner(settings)
     for cols in _tiny_batches():
         learner.learn(cols)
-    return learner.scores(np.arange(len(learner.users)))
+    return learner.scores(np.sort(learner.users.admitted_rows()))
 
 
 def _off(value: Any) -> Any:
@@ -107,7 +107,7 @@ def context_features() -> str | None:
     fields = {f.name for f in dataclasses.fields(ModelSettings)}
     have = [f for f in CONTEXT_FIELDS if f in fields]
     ev = {f.name for f in dataclasses.fields(EventColumns)}
-    if not have or "context" not in ev:
+    if not have or "contexts" not in ev:
         return (
             "query features arrive with issue 4 (ModelSettings.context_fields and "
             "EventColumns.context); the stream and the 'with feature' arm are wired"

@@ -8,6 +8,7 @@ scores into ranks with `trainer.evaluation.ranks_of`, the same code for every mo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from trainer.config import ModelSettings
+from trainer.features import parse_fields
 from trainer.learner import EventColumns, Learner
 
 
@@ -60,13 +62,23 @@ def str_ids(ids: np.ndarray, prefix: str = "") -> list[str]:
     return [_ids[k] for k in ids.tolist()]
 
 
-def columns(batch: Batch) -> EventColumns:
+CONTEXT_FIELD = "mode"  # the contextual stream's context value, as the event's context field
+
+
+def contexts(batch: Batch) -> list[dict[str, object]] | None:
+    if batch.context is None:
+        return None
+    return [{CONTEXT_FIELD: int(c)} for c in batch.context.tolist()]
+
+
+def columns(batch: Batch, with_context: bool = False) -> EventColumns:
     """A batch as the learner's EventColumns: users "<n>", items "i<n>", unit weights."""
     return EventColumns(
         users=str_ids(batch.users),
         items=str_ids(batch.items, "i"),
         ts=batch.ts.astype(np.int64),
         weights=np.ones(len(batch), np.float32),
+        contexts=contexts(batch) if with_context else None,
     )
 
 
@@ -83,15 +95,13 @@ def pad_to(scores: torch.Tensor, n_items: int) -> torch.Tensor:
 class Softmax:
     """The project's model (trainer.learner.Learner) behind the benchmark protocol.
 
-    A query for a user the learner has not seen yet (a first event) is scored with ψ of an
-    empty query (zero user vector, empty history): `new_user_scores` is the one place that does
-    it until the learner can score unknown users itself.
+    Queries are scored as the trainer would serve them (`Learner.scores_for`): a user it has
+    not admitted yet gets ψ from its pending history and context, without an embedding; an
+    item it has not admitted scores -inf (it could not be recommended).
     """
 
     def __init__(self, name: str, settings: ModelSettings, context: bool = False) -> None:
         self.name = name
-        self.settings = settings
-        self.learner = Learner(settings)
         self.context = context
         if context:
             from bench.capabilities import context_features
@@ -99,28 +109,20 @@ class Softmax:
             reason = context_features()
             if reason:
                 raise Unsupported(reason)
+            settings = dataclasses.replace(settings, context_fields=parse_fields(CONTEXT_FIELD))
+        self.settings = settings
+        self.learner = Learner(settings)
 
     def learn(self, batch: Batch) -> None:
-        self.learner.learn(columns(batch))
+        self.learner.learn(columns(batch, self.context))
 
     @torch.no_grad()
     def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
         learner = self.learner
-        known = queries.users < len(learner.users)
-        out = torch.empty(len(queries), learner.item_matrix()[0].shape[0])
-        if known.any():
-            out[torch.from_numpy(known)] = learner.scores(queries.users[known])
-        if (~known).any():
-            out[torch.from_numpy(~known)] = self.new_user_scores(int((~known).sum()))
-        return pad_to(out, n_items)
-
-    @torch.no_grad()
-    def new_user_scores(self, n: int) -> torch.Tensor:
-        m = self.learner.model
-        V, b = self.learner.item_matrix()
-        zero = torch.zeros(1, m.dim)
-        try:
-            psi = m.query(zero, zero)
-        except TypeError:  # issue 4's tower also reads context: none for this query
-            psi = m.query(zero, zero, None)  # type: ignore[call-arg]
-        return (psi @ V.T + b).expand(n, -1)
+        ctx = contexts(queries) if self.context else None
+        by_row = learner.scores_for(str_ids(queries.users), ctx)
+        rows = learner.items.lookup(str_ids(np.arange(n_items), "i"))
+        out = by_row.new_full((len(queries), n_items), -torch.inf)
+        have = np.flatnonzero(rows >= 0)
+        out[:, torch.from_numpy(have)] = by_row[:, torch.from_numpy(rows[have])]
+        return out

@@ -64,7 +64,8 @@ def section(results: Results, sizes: Sizes, progress: Progress) -> None:
         learner = model.learner
 
         def psi(q: int, learner: Any = learner) -> np.ndarray:
-            v = learner.query_vectors(np.array([q % len(learner.users)])).numpy()[0]
+            rows = learner.users.admitted_rows()
+            v = learner.query_vectors(rows[q % len(rows) : q % len(rows) + 1]).numpy()[0]
             return np.append(v, np.float32(1.0))
 
         def softmax(q: int, psi: Callable[[int], np.ndarray] = psi) -> None:
