@@ -8,9 +8,12 @@ A namespace holds immutable, numbered versions and one pointer to the current on
 | `{ns}:versions` | sorted set | version → time (ms) it was first made current or recorded |
 | `{ns}:retired` | hash | version → time (ms) it stopped being current (for the grace period) |
 | `{ns}:v:{V}:meta` | hash | format, version, dim, items, users, created_ms, published_ms, |
-| | | checksum, chunk_rows, chunks, and `extra.{key}` per entry of `Snapshot.extra` |
+| | | checksum, chunk_rows, chunks, stamp, users_base (the version its users were copied |
+| | | from, or empty), and `extra.{key}` per entry of `Snapshot.extra` |
 | `{ns}:v:{V}:item` | hash | item id → its vector as little-endian float32 bytes (4·dim) |
-| `{ns}:v:{V}:user` | hash | user id → its vector, same encoding |
+| `{ns}:v:{V}:user` | hash | user id → its vector, same encoding (users not active since the |
+| | | previous version keep that version's vector: copied over, see `stamp`) |
+| `{ns}:v:{V}:tower` | string | the query tower (spec + weights, `store.tower`), for new users |
 | `{ns}:v:{V}:matrix:{c}` | string | float32 bytes of item rows [c·R, (c+1)·R), R = chunk_rows |
 | `{ns}:v:{V}:ids:{c}` | string | msgpack list of the ids of those rows |
 
@@ -52,13 +55,15 @@ META_FIELDS = (
     "checksum",
     "chunk_rows",
     "chunks",
+    "stamp",
+    "users_base",
 )
 EXTRA_PREFIX = "extra."
 
 # No glob characters (keys are matched with SCAN), no whitespace; braces are allowed so that a
 # namespace can be a Redis Cluster hash tag such as "{reco}".
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.:/{}\-]{1,200}")
-_DATA_KEY = re.compile(r"(\d+):(?:meta|item|user|matrix:\d+|ids:\d+)")
+_DATA_KEY = re.compile(r"(\d+):(?:meta|item|user|tower|matrix:\d+|ids:\d+)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class Layout:
 
     def user(self, version: int) -> str:
         return f"{self.prefix(version)}user"
+
+    def tower(self, version: int) -> str:
+        return f"{self.prefix(version)}tower"
 
     def matrix(self, version: int, chunk: int) -> str:
         return f"{self.prefix(version)}matrix:{chunk}"

@@ -27,6 +27,7 @@ import redis
 from store.errors import NoVersion, StoreError, UnknownUser
 from store.layout import FORMAT, Layout, chunk_bounds
 from store.table import Table, as_id
+from store.tower import QueryTower
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +47,7 @@ class Reader:
         self.client = client
         self.layout = Layout(namespace)
         self._table: Table | None = None
+        self._tower: tuple[int, QueryTower] | None = None
         self._loading = threading.Lock()
 
     @classmethod
@@ -118,6 +120,43 @@ class Reader:
         """Top-k items for any query vector of the current version's dim (cold start)."""
         exclude = list(exclude)
         return self._at_current(lambda v: self._table_at(v).top_k(query, k, exclude))
+
+    def recommend_for(
+        self,
+        recent_items: Iterable[str | int] = (),
+        context: Mapping[str, Any] | None = None,
+        k: int = 10,
+        exclude: Iterable[str | int] = (),
+    ) -> list[dict[str, str | float]]:
+        """Top-k for a user the model has no vector for (new, or seen a minute ago): ψ(x) is
+        computed from the user's recent items (oldest first) and context with the published
+        query tower. With no history and no context: what is popular (bias + trend prior)."""
+        recent = [as_id(i) for i in recent_items]
+        exclude = list(exclude)
+
+        def read(v: int) -> list[dict[str, str | float]]:
+            table = self._table_at(v, wait=True)
+            tower = self._tower_at(v)
+            rows = [table.index[i] for i in recent if i in table.index]
+            return table.top_k(tower.query(table.matrix[rows], context), k, exclude)
+
+        return self._at_current(read)
+
+    def _tower_at(self, version: int) -> QueryTower:
+        cached = self._tower
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        blob = self.client.get(self.layout.tower(version))
+        if blob is None:
+            if not self.client.exists(self.layout.meta(version)):
+                raise _Vanished(version)
+            raise StoreError(
+                f"version {version} of namespace {self.layout.namespace!r} has no query tower: "
+                "it was published without one (an older trainer); publish a new checkpoint"
+            )
+        tower = QueryTower.from_bytes(blob)
+        self._tower = (version, tower)
+        return tower
 
     def item_vectors(self, ids: Iterable[str | int]) -> dict[str, np.ndarray]:
         """The vectors of `ids` in the current version; ids it lacks are omitted."""

@@ -51,9 +51,15 @@ class Snapshot:
     user_ids: list[str]
     user_vectors: np.ndarray
     extra: dict[str, str] = field(default_factory=dict)
+    tower: bytes = b""  # the query tower as published (store.tower.QueryTower.to_bytes)
+    # A monotone stamp of each user's last activity, and the snapshot's own stamp: a writer
+    # that published a version with stamp S rewrites only users stamped after S ("active
+    # since the last publish") and carries the others over.
+    user_stamps: np.ndarray | None = None
+    stamp: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("version", "created_ms"):
+        for name in ("version", "created_ms", "stamp"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
                 raise InvalidSnapshot(f"{name} must be an int >= 0, got {value!r}")
@@ -73,6 +79,16 @@ class Snapshot:
                 f"user_vectors have dim {users.shape[1]} but item_vectors have dim {dim}: "
                 "fold biases into the vectors so that both towers have the same dim"
             )
+        stamps = self.user_stamps
+        if stamps is not None:
+            if not isinstance(stamps, np.ndarray) or stamps.shape != (len(user_ids),):
+                raise InvalidSnapshot(
+                    f"user_stamps must be an array of one int per user ({len(user_ids)}), "
+                    f"got {getattr(stamps, 'shape', type(stamps).__name__)}"
+                )
+            object.__setattr__(self, "user_stamps", stamps.astype(np.int64))
+        if not isinstance(self.tower, bytes):
+            raise InvalidSnapshot(f"tower must be bytes, got {type(self.tower).__name__}")
         extra = self.extra
         if not isinstance(extra, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
@@ -103,6 +119,7 @@ class Snapshot:
         ]:
             h.update(msgspec.msgpack.encode(ids))
             h.update(vectors.data)  # C-contiguous: hashed in place, no copy
+        h.update(self.tower)
         return h.hexdigest()
 
     def __eq__(self, other: object) -> bool:
@@ -165,13 +182,17 @@ def save_snapshot(snap: Snapshot, path: str | os.PathLike[str]) -> None:
         "user_vectors": snap.user_vectors,
         "item_ids": np.frombuffer(msgspec.msgpack.encode(snap.item_ids), np.uint8),
         "user_ids": np.frombuffer(msgspec.msgpack.encode(snap.user_ids), np.uint8),
+        "tower": np.frombuffer(snap.tower, np.uint8),
     }
+    if snap.user_stamps is not None:
+        tensors["user_stamps"] = snap.user_stamps
     metadata = {
         "format": FILE_FORMAT,
         "version": str(snap.version),
         "created_ms": str(snap.created_ms),
         "extra": json.dumps(snap.extra, ensure_ascii=False),
         "digest": snap.digest,
+        "stamp": str(snap.stamp),
     }
     try:
         save_file(tensors, tmp, metadata=metadata)
@@ -221,6 +242,9 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
             user_ids=_IDS.decode(tensors["user_ids"].tobytes()),
             user_vectors=tensors["user_vectors"],
             extra=json.loads(meta["extra"]),
+            tower=tensors["tower"].tobytes() if "tower" in tensors else b"",
+            user_stamps=tensors.get("user_stamps"),
+            stamp=int(meta.get("stamp", 0)),
         )
     except (KeyError, ValueError, msgspec.DecodeError, InvalidSnapshot) as e:
         raise InvalidSnapshot(f"{path} is not a valid snapshot: {e}") from e

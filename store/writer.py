@@ -149,9 +149,10 @@ class Writer:
                 return current
             existing = self._existing(snap)
             if not existing.complete:
-                self._write(snap, existing)
+                base = self._user_base(snap, current)
+                self._write(snap, existing, base)
                 wrote = time.perf_counter()
-                self._verify(snap, existing)
+                self._verify(snap, existing, base)
                 self._stage("verified")
                 log.info(
                     "%s: wrote version %d (%d items x %d) in %.2f s, verified in %.2f s",
@@ -198,18 +199,46 @@ class Writer:
         chunk_rows = int(meta["chunk_rows"]) if published else self.chunk_rows
         chunks = len(chunk_bounds(len(snap.item_ids), int(meta["chunk_rows"])))
         present = self.client.exists(*L.chunk_keys(v, chunks)) if chunks else 0
+        # users carried over from a base version may include ones this snapshot no longer has
+        users_ok = (
+            n_users >= len(snap.user_ids)
+            if meta.get("users_base")
+            else (n_users == len(snap.user_ids))
+        )
         complete = (
             meta.get("chunks") == str(chunks)
             and present == 2 * chunks
-            and (n_items, n_users) == (len(snap.item_ids), len(snap.user_ids))
+            and n_items == len(snap.item_ids)
+            and users_ok
+            and (not snap.tower or bool(self.client.exists(L.tower(v))))
         )
         return _Existing(complete, published, chunk_rows)
 
-    def _write(self, snap: Snapshot, existing: _Existing) -> None:
+    def _user_base(self, snap: Snapshot, current: int | None) -> UserBase | None:
+        """The version whose user vectors this one may copy, rewriting only users active
+        since: the current one, if it has a stamp not after the snapshot's, the same dim, and
+        not too many users the snapshot no longer has (evicted ones would pile up)."""
+        if snap.user_stamps is None or current is None or current == snap.version:
+            return None
+        L = self.layout
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hmget(L.meta(current), ["format", "dim", "stamp"])
+        pipe.hlen(L.user(current))
+        (fmt, dim, stamp), n_base = pipe.execute()
+        if fmt is None or fmt.decode() != FORMAT or dim is None or int(dim) != snap.dim:
+            return None
+        if stamp is None or int(stamp) > snap.stamp or n_base > 1.01 * len(snap.user_ids) + 64:
+            return None
+        changed = np.flatnonzero(snap.user_stamps > int(stamp))
+        return UserBase(current, int(stamp), changed)
+
+    def _write(self, snap: Snapshot, existing: _Existing, base: UserBase | None = None) -> None:
         v, L = snap.version, self.layout
         pipe = self.client.pipeline(transaction=False)
         if not existing.published:  # leftovers of a failed attempt must not linger in hashes
-            pipe.unlink(L.meta(v), L.item(v), L.user(v))
+            pipe.unlink(L.meta(v), L.item(v), L.user(v), L.tower(v))
+        if snap.tower:
+            pipe.set(L.tower(v), snap.tower)
         matrix = snap.item_vectors.reshape(-1).view(np.uint8).data
         width = 4 * snap.dim
         bounds = chunk_bounds(len(snap.item_ids), existing.chunk_rows)
@@ -219,9 +248,11 @@ class Writer:
         pipe.execute()
         # The per-id hashes cost ~1 s of server time per million rows; two connections let the
         # client build the next commands while the server applies the previous ones.
+        if base is not None:  # server-side copy; then only the users active since
+            self.client.copy(L.user(base.version), L.user(v), replace=True)
         jobs = [
             (key, ids, vectors, lo)
-            for key, ids, vectors in per_id_hashes(snap, L)
+            for key, ids, vectors in per_id_hashes(snap, L, None if base is None else base.changed)
             for lo in range(0, len(ids), _HASH_JOB_ROWS)
         ]
         with ThreadPoolExecutor(2, thread_name_prefix="store-writer") as pool:
@@ -239,6 +270,8 @@ class Writer:
             "checksum": snap.digest,
             "chunk_rows": existing.chunk_rows,
             "chunks": len(bounds),
+            "stamp": snap.stamp,
+            "users_base": "" if base is None else base.version,
             **{EXTRA_PREFIX + k: val for k, val in snap.extra.items()},
         }
         fields = [x for field in meta.items() for x in field]
@@ -257,9 +290,10 @@ class Writer:
             pipe.execute_command("HSET", key, *args)
         pipe.execute()
 
-    def _verify(self, snap: Snapshot, existing: _Existing) -> None:
+    def _verify(self, snap: Snapshot, existing: _Existing, base: UserBase | None = None) -> None:
         """Read the version back; PublishError on any difference from the snapshot."""
-        problems = differences(self.client, self.layout, snap, existing.chunk_rows)
+        changed = None if base is None else base.changed
+        problems = differences(self.client, self.layout, snap, existing.chunk_rows, changed)
         if problems:
             if not existing.published:  # without meta, the next publish rewrites it all
                 self.client.unlink(self.layout.meta(snap.version))
@@ -306,6 +340,12 @@ class Writer:
             if version is not None:
                 keys[version].append(key)
         return keys
+
+
+class UserBase(NamedTuple):
+    version: int  # the version whose user hash is copied
+    stamp: int  # its stamp: users stamped after it are rewritten
+    changed: np.ndarray  # rows of the snapshot's users to rewrite
 
 
 class _Existing(NamedTuple):

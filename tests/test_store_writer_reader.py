@@ -166,8 +166,8 @@ def test_failed_verification_leaves_the_pointer(writer, reader, client, monkeypa
     writer.publish(snapshot(1))
     write = writer._write
 
-    def write_then_corrupt(snap, existing):
-        write(snap, existing)
+    def write_then_corrupt(snap, existing, base=None):
+        write(snap, existing, base)
         client.setrange(writer.layout.matrix(snap.version, 3), 8, b"\x00\x00\xc0\x7f")
 
     monkeypatch.setattr(writer, "_write", write_then_corrupt)

@@ -484,8 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
     _redis_tls(p)
     _common(p)
 
-    p = sub.add_parser("recommend", help="top-k items for a user, read from Redis (JSON)")
-    p.add_argument("--user", required=True)
+    p = sub.add_parser(
+        "recommend",
+        help="top-k items for a user, read from Redis (JSON)",
+        description="Top-k for a user from its published vector; for a user without one (new, "
+        "or not yet admitted), from --recent items and --context through the published query "
+        "tower. Without --user: the cold-start answer alone.",
+    )
+    p.add_argument("--user", default=None, help="user id (an integer id is its decimal string)")
+    p.add_argument("--recent", default="", help="comma-separated recent item ids, oldest first")
+    p.add_argument("--context", default="", help='context as JSON, e.g. {"device": "mobile"}')
     p.add_argument("-k", type=_positive_int("-k"), default=10)
     p.add_argument("--exclude", default="", help="comma-separated item ids to leave out")
     p.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL (default: %(default)s)")
@@ -676,11 +684,25 @@ def cmd_publish(a: argparse.Namespace) -> int:
 
 
 def cmd_recommend(a: argparse.Namespace) -> int:
-    from store import Reader
+    from store import Reader, UnknownUser
 
+    try:
+        context = json.loads(a.context) if a.context else None
+    except ValueError as e:
+        raise ConfigError(f"--context: not JSON ({e}); write e.g. '{{\"device\": 1}}'") from None
+    if context is not None and not isinstance(context, dict):
+        raise ConfigError(f"--context must be a JSON object, got {a.context!r}")
     reader = Reader.from_url(a.redis, namespace=a.namespace, **redis_options(a))
     exclude = [x for x in a.exclude.split(",") if x]
-    print(json.dumps(reader.recommend(a.user, k=a.k, exclude=exclude)))
+    recent = [x for x in a.recent.split(",") if x]
+    if a.user is not None:
+        try:
+            print(json.dumps(reader.recommend(a.user, k=a.k, exclude=exclude)))
+            return 0
+        except UnknownUser:
+            if not recent and context is None:
+                raise
+    print(json.dumps(reader.recommend_for(recent, context, k=a.k, exclude=exclude)))
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Biases are folded in so a plain dot product is the model's score:
 item vector = [Ṽ_j, b_j + prior_j], user vector = [ψ(x_u), 1]. Only ids with a row of their
-own are published (shared bucket rows are not items or users).
+own are published (shared bucket rows are not items or users). The snapshot also carries the
+query tower (for users without a vector) and each user's activity stamp, so that the writer
+rewrites only the users active since the version it published last.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str
         user_ids=[learner.users.id_of(int(r)) or "" for r in user_rows],
         user_vectors=users,
         extra=extra,
+        tower=export_tower(learner).to_bytes(),
+        # "active since the last publish" = stamped after that version's stamp
+        user_stamps=learner.user_active[user_rows],
+        stamp=learner.events_applied,
     )
 
 
