@@ -154,7 +154,7 @@ class Reader:
                 f"version {version} of namespace {self.layout.namespace!r} has no query tower: "
                 "it was published without one (an older trainer); publish a new checkpoint"
             )
-        tower = QueryTower.from_bytes(blob)
+        tower = QueryTower.from_bytes(bytes(blob) if isinstance(blob, bytes) else blob.encode())
         self._tower = (version, tower)
         return tower
 

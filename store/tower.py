@@ -46,12 +46,10 @@ class QueryTower:
         for k, spec in enumerate(self.context):
             value = ctx.get(spec["field"])
             table = self.weights[f"context{k}"]
-            ok = isinstance(value, str | int | float) and not isinstance(value, bool)
-            parts.append(
-                table[bucket_of(spec["field"], value, spec["buckets"])]
-                if ok  # type: ignore[arg-type]
-                else np.zeros(self.dim, np.float32)
-            )
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                parts.append(table[bucket_of(spec["field"], value, spec["buckets"])])
+            else:
+                parts.append(np.zeros(self.dim, np.float32))
         nums = []
         for spec in self.numeric:
             value = ctx.get(spec["field"])
