@@ -63,7 +63,9 @@ def probe(**changes: Any) -> str | None:
     missing = [k for k in changes if k not in fields]
     if missing:
         return f"ModelSettings has no field {', '.join(missing)} yet"
-    off = {k: base.negatives if k == "negatives" else _off(v) for k, v in changes.items()}
+    off: dict[str, Any] = {
+        k: base.negatives if k == "negatives" else _off(v) for k, v in changes.items()
+    }
     try:
         changed = _train_scores(dataclasses.replace(base, **changes))
         plain = _train_scores(dataclasses.replace(base, **off))

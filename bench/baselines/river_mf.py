@@ -55,11 +55,11 @@ class RiverMF:
         V = np.zeros((n_items, self.factors))
         b = np.zeros(n_items)
         for j, vec in m.i_latents.items():
-            if j < n_items:
-                V[j] = vec
+            if int(j) < n_items:  # type: ignore[call-overload]
+                V[int(j)] = vec  # type: ignore[call-overload]
         for j, bias in m.i_biases.items():
-            if j < n_items:
-                b[j] = bias
+            if int(j) < n_items:  # type: ignore[call-overload]
+                b[int(j)] = bias  # type: ignore[call-overload]
         zero = np.zeros(self.factors)
         users = queries.users.tolist()
         U = np.stack([m.u_latents.get(u, zero) for u in users])
