@@ -12,7 +12,7 @@ TLS). `SCAN` (the writer's sweep of old versions) lists key names of the whole d
 other tenants in another database or server if their key names are secret.
 
 >>> reader_rules("reco")
-'resetkeys %R~reco:* resetchannels -@all +get +hget +hmget +hgetall +multi +exec +ping'
+'resetkeys %R~reco:* resetchannels -@all +get +exists +hget +hmget +hgetall +multi +exec +ping'
 """
 
 from __future__ import annotations
@@ -20,14 +20,16 @@ from __future__ import annotations
 from store.layout import Layout
 
 # What store.writer and store.reader send (MULTI/EXEC: their pipelines; EVALSHA, SCRIPT LOAD:
-# the pointer flip; SCAN, UNLINK: the sweep of old versions; TIME: the server's clock).
+# the pointer flip; SCAN, UNLINK: the sweep of old versions; TIME: the server's clock; COPY: the
+# users carried over from the previous version; EXISTS: a reader telling a deleted version from
+# one published without a query tower).
 WRITER_COMMANDS = [
-    *("get", "set", "exists", "unlink", "scan", "time"),
+    *("get", "set", "exists", "unlink", "scan", "time", "copy"),
     *("hset", "hget", "hdel", "hlen", "hmget", "hgetall"),
     *("zadd", "zrange", "zscore", "zrem"),
     *("multi", "exec", "ping", "evalsha", "eval", "script|load", "script|exists"),
 ]
-READER_COMMANDS = ["get", "hget", "hmget", "hgetall", "multi", "exec", "ping"]
+READER_COMMANDS = ["get", "exists", "hget", "hmget", "hgetall", "multi", "exec", "ping"]
 
 
 def writer_rules(namespace: str) -> str:

@@ -296,9 +296,12 @@ def train_args(
 DIM = 8
 
 
-def snapshot(version: int, items: int, users: int = 50) -> Snapshot:
+def snapshot(version: int, items: int, users: int = 50, stamped: bool = False) -> Snapshot:
     """Item j of version v is [v, 1, j/items, 0...]; every user is [1, -v, 0...]: a user and an
-    item of the same version score exactly 0, of different versions v_i - v_u != 0."""
+    item of the same version score exactly 0, of different versions v_i - v_u != 0.
+
+    `stamped`: every user active at this version, so a writer copies the previous version's
+    users (COPY) and rewrites them all."""
     item_vectors = np.zeros((items, DIM), np.float32)
     item_vectors[:, 0] = version
     item_vectors[:, 1] = 1
@@ -313,6 +316,8 @@ def snapshot(version: int, items: int, users: int = 50) -> Snapshot:
         item_vectors=item_vectors,
         user_ids=[f"u{u}" for u in range(users)],
         user_vectors=user_vectors,
+        user_stamps=np.full(users, version) if stamped else None,
+        stamp=version if stamped else 0,
     )
 
 

@@ -58,7 +58,7 @@ def tls_files(tmp_path_factory) -> TLSFiles:
 
 def _checkpoints(directory: Path, versions: range) -> None:
     for v in versions:
-        write_checkpoint(directory, snapshot(v, items=500))
+        write_checkpoint(directory, snapshot(v, items=500, stamped=True))
 
 
 def test_writer_and_reader_under_least_privilege_acl_users(tmp_path):
@@ -78,6 +78,7 @@ def test_writer_and_reader_under_least_privilege_acl_users(tmp_path):
             assert json.loads(out.stdout)["published_version"] == v
             assert WRITER_PW not in out.stderr + out.stdout
         assert sorted(k.decode() for k in admin.keys(f"{NS}:v:*:meta")) == [f"{NS}:v:3:meta"]
+        assert admin.hget(f"{NS}:v:3:meta", "users_base") == b"2"  # users were COPYed over
 
         out = recstream(
             "recommend", "--namespace", NS, "--user", "u1", "-k", "3",
@@ -114,26 +115,34 @@ def test_writer_and_reader_under_least_privilege_acl_users(tmp_path):
 
 def test_tls_with_acl_users_for_the_trainer_its_writer_and_a_reader(tmp_path, tls_files):
     events = tmp_path / "events.jsonl"
-    write_jsonl(events, generate(World(users=50, items=80, clusters=2, seed=1), 2000))
+    lines = [*generate(World(users=50, items=80, clusters=2, seed=1), 3000)]
+    write_jsonl(events, lines[:2000])
     with RedisServer(acl=ACL, tls=tls_files) as server:
         writer_url = server.url_for("recstream-writer", WRITER_PW)
         assert writer_url.startswith("rediss://")
         ckpt_dir = tmp_path / "ckpt"
-        out = recstream(
-            "train", "--source", f"file://{events}", "--checkpoint-dir", str(ckpt_dir),
-            "--namespace", NS, "--stop-when-idle", "1", "--no-progress", *SMALL_MODEL,
-            "--redis-ca-cert", str(tls_files.ca),
-            env={"RECSTREAM_REDIS": writer_url},
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert WRITER_PW not in out.stderr + out.stdout
-        assert "rediss://***@127.0.0.1" in out.stderr  # the URL is logged, redacted
+        for _ in range(2):  # the second publish copies the first version's users (COPY)
+            out = recstream(
+                "train", "--source", f"file://{events}", "--checkpoint-dir", str(ckpt_dir),
+                "--namespace", NS, "--stop-when-idle", "1", "--no-progress", *SMALL_MODEL,
+                "--redis-ca-cert", str(tls_files.ca),
+                env={"RECSTREAM_REDIS": writer_url},
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr[-3000:]
+            assert WRITER_PW not in out.stderr + out.stdout
+            assert "rediss://***@127.0.0.1" in out.stderr  # the URL is logged, redacted
+            write_jsonl(events, lines)  # the log grows
         version = json.loads(out.stdout.splitlines()[-1])["checkpoint"]
+        assert version == 2
+        admin = redis.Redis.from_url(server.url, **server.client_kwargs)
+        assert admin.hget(f"{NS}:v:2:meta", "users_base") == b"1"  # the COPY path ran
+        admin.close()
 
         reader_url = server.url_for("recstream-reader", READER_PW)
         with Reader.from_url(reader_url, NS, ssl_ca_certs=str(tls_files.ca)) as reader:
             assert reader.version() == version  # the trainer's writer child published over TLS
             assert len(reader.recommend("1", k=5)) == 5
+            assert len(reader.recommend_for(k=5)) == 5  # the published query tower
         # the certificate is checked: without the CA the connection is refused
         out = recstream(
             "recommend", "--namespace", NS, "--user", "1",

@@ -75,7 +75,8 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
     with RedisServer(appendonly=restart == "with-aof") as server:
         client = redis.Redis.from_url(server.url, socket_timeout=1)
         args, env = publish_args(ckpt_dir, server.url, ns, "--test-mode")
-        env["RECSTREAM_FAULT"] = "publish-written@2:pause=2"
+        # paused long enough that Redis is back before the writer goes on, even on a slow host
+        env["RECSTREAM_FAULT"] = "publish-written@2:pause=5"
         writer = Proc(args, tmp_path / "writer.log", env=env)
         monitor = Monitor(server.url, ns, expected)
         try:
@@ -151,7 +152,8 @@ def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, red
                 mixed.append(f"went back from version {last} to {v}")
             last = v
             first_seen.setdefault(v, time.time())
-            assert user is not None
+            if user is None or float(user[1]) > 0:
+                mixed.append(f"user u{n} has no vector, or a wrong one: {user}")
         reader.close()
 
     threads = [threading.Thread(target=poll, args=(n,), daemon=True) for n in range(3)]
