@@ -2,7 +2,7 @@
 trending stream (half the events follow a hot set that changes every 50k events, half follow
 the user's taste cluster).
 
-`python -m bench.trending [--events 400000] "popularity:256,in-batch" "in-batch;popularity_prior=0.0" ...`
+`python -m bench.trending [--events N] "popularity:256,in-batch" "in-batch;popularity_prior=0.0"`
 prints progressive recall@10/@100 (32 queries a batch, scored before learning) and training
 events/s per variant; a variant is `negatives[;setting=value...]` (ModelSettings fields).
 """
@@ -10,7 +10,6 @@ events/s per variant; a variant is `negatives[;setting=value...]` (ModelSettings
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
