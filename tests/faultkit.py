@@ -32,7 +32,7 @@ from stream.errors import InvalidEvent
 from stream.event import Decoder, encode
 from stream.kafka import KafkaSettings, KafkaSink, ensure_topic
 from trainer.checkpoint import SERVING, CheckpointStore
-from trainer.daemon import ORACLE
+from trainer.oracle import ORACLE
 
 T0 = 1_700_000_000_000
 PARTITIONS = 4

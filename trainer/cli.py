@@ -8,11 +8,18 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from trainer.config import ModelSettings, parse_duration_ms
 from trainer.errors import ConfigError
 from trainer.features import FieldSpec, parse_fields
+from trainer.flags import (
+    add_kafka_security,
+    add_metrics,
+    add_redis_tls,
+    kafka_options,
+    redis_options,
+    seconds,
+)
 from trainer.negatives import DEFAULT_NEGATIVES, parse_negatives
 from trainer.settings import redact_url, require, resolve
 
@@ -33,130 +40,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="TOML",
         help="settings file; flags win over RECSTREAM_* variables, which win over the file",
-    )
-
-
-def _redis_tls(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "redis security",
-        "Put an ACL user and password in the URL (redis://USER:PASSWORD@HOST:PORT/DB; better "
-        "in RECSTREAM_REDIS than on the command line); rediss:// connects with TLS.",
-    )
-    g.add_argument("--redis-ca-cert", default=None, metavar="PEM", help="CA to trust (TLS)")
-    g.add_argument("--redis-cert", default=None, metavar="PEM", help="client certificate (TLS)")
-    g.add_argument("--redis-key", default=None, metavar="PEM", help="client key (TLS)")
-
-
-def redis_options(a: argparse.Namespace) -> dict[str, Any]:
-    """redis-py keyword arguments for the TLS flags that were given."""
-    names = {
-        "redis_ca_cert": "ssl_ca_certs",
-        "redis_cert": "ssl_certfile",
-        "redis_key": "ssl_keyfile",
-    }
-    return {kw: getattr(a, dest) for dest, kw in names.items() if getattr(a, dest, None)}
-
-
-def _kafka_security(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group(
-        "kafka security",
-        "Passed to every Kafka client as kafka-python options (keep the password in "
-        "RECSTREAM_KAFKA_SASL_PASSWORD, not on the command line).",
-    )
-    g.add_argument(
-        "--kafka-security-protocol",
-        default=None,
-        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
-    )
-    g.add_argument("--kafka-sasl-mechanism", default=None, help="e.g. PLAIN, SCRAM-SHA-512")
-    g.add_argument("--kafka-sasl-username", default=None)
-    g.add_argument("--kafka-sasl-password", default=None)
-    g.add_argument("--kafka-ssl-cafile", default=None, metavar="PEM")
-    g.add_argument("--kafka-ssl-certfile", default=None, metavar="PEM")
-    g.add_argument("--kafka-ssl-keyfile", default=None, metavar="PEM")
-    g.add_argument(
-        "--kafka-option",
-        action="append",
-        type=_key_value("--kafka-option"),
-        default=[],
-        metavar="NAME=VALUE",
-        help="any other kafka-python client option, e.g. request_timeout_ms=60000 (repeatable)",
-    )
-
-
-def _key_value(name: str):
-    def parse(text: str) -> tuple[str, object]:
-        key, sep, raw = text.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"{name} takes NAME=VALUE, got {text!r}")
-        value: object = raw
-        for kind in (int, float):
-            try:
-                value = kind(raw)
-                break
-            except ValueError:
-                pass
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        return key.strip(), value
-
-    return parse
-
-
-def kafka_options(a: argparse.Namespace) -> dict[str, object]:
-    """kafka-python client options from the kafka security flags."""
-    named = {
-        "kafka_security_protocol": "security_protocol",
-        "kafka_sasl_mechanism": "sasl_mechanism",
-        "kafka_sasl_username": "sasl_plain_username",
-        "kafka_sasl_password": "sasl_plain_password",
-        "kafka_ssl_cafile": "ssl_cafile",
-        "kafka_ssl_certfile": "ssl_certfile",
-        "kafka_ssl_keyfile": "ssl_keyfile",
-    }
-    options: dict[str, object] = dict(a.kafka_option or [])
-    options.update({kw: getattr(a, dest) for dest, kw in named.items() if getattr(a, dest)})
-    return options
-
-
-def _seconds(name: str, allow_zero: bool = False):
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} takes seconds, got {text!r}") from None
-        if not (v >= 0 if allow_zero else v > 0) or v != v or v == float("inf"):
-            raise argparse.ArgumentTypeError(
-                f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {text!r}"
-            )
-        return v
-
-    return parse
-
-
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--metrics-port takes a port number, got {text!r}"
-        ) from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"--metrics-port must be 0..65535, got {v}")
-    return v
-
-
-def _metrics(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument(
-        "--metrics-port",
-        type=_port,
-        default=None,
-        help="serve Prometheus metrics on /metrics and a health check on /healthz",
-    )
-    p.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        help="address the metrics server binds (default: %(default)s; 0.0.0.0 in a container)",
     )
 
 
@@ -287,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint-every",
-        type=_seconds("--checkpoint-every"),
+        type=seconds("--checkpoint-every"),
         default=60.0,
         metavar="SECONDS",
         help="checkpoint (then commit offsets) this often (default: %(default)s)",
@@ -331,10 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true")
     o = p.add_argument_group("operations")
-    _metrics(o)
+    add_metrics(o)
     o.add_argument(
         "--stall-after",
-        type=_seconds("--stall-after"),
+        type=seconds("--stall-after"),
         default=120.0,
         metavar="SECONDS",
         help="alarm (and fail /healthz) when training stands still this long while events "
@@ -342,15 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument(
         "--shutdown-grace",
-        type=_seconds("--shutdown-grace"),
+        type=seconds("--shutdown-grace"),
         default=30.0,
         metavar="SECONDS",
         help="time the supervisor allows after SIGTERM; bounds the wait for the writer "
         "child (default: %(default)s)",
     )
     o.add_argument("--test-mode", action="store_true", help=argparse.SUPPRESS)
-    _kafka_security(p)
-    _redis_tls(p)
+    add_kafka_security(p)
+    add_redis_tls(p)
     m = p.add_argument_group("model")
     m.add_argument("--dim", type=_positive_int("--dim"), default=64)
     m.add_argument(
@@ -461,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="keep running; publish each new checkpoint")
     p.add_argument(
         "--interval",
-        type=_seconds("--interval"),
+        type=seconds("--interval"),
         default=1.0,
         help="--watch: seconds between looks (default: %(default)s)",
     )
@@ -473,15 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--grace",
-        type=_seconds("--grace", allow_zero=True),
+        type=seconds("--grace", allow_zero=True),
         default=60.0,
         metavar="SECONDS",
         help="a replaced version is deleted no sooner than this (default: %(default)s)",
     )
-    _metrics(p)
+    add_metrics(p)
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--test-mode", action="store_true", help=argparse.SUPPRESS)
-    _redis_tls(p)
+    add_redis_tls(p)
     _common(p)
 
     p = sub.add_parser(
@@ -497,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=_positive_int("-k"), default=10)
     p.add_argument("--exclude", default="", help="comma-separated item ids to leave out")
     p.add_argument("--redis", default=DEFAULT_REDIS, help="Redis URL (default: %(default)s)")
-    _redis_tls(p)
+    add_redis_tls(p)
     _common(p)
 
     p = sub.add_parser("status", help="the trainer's state, from its newest checkpoint (JSON)")

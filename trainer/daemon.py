@@ -11,14 +11,9 @@ standbys. SIGTERM/SIGINT only set a flag. The writer runs as its own process.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +23,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from stream import Batch, EventSource, SinkError, SourceError, parse_uri
+from stream import Batch, EventSource, SinkError, SourceError
 from trainer import faults
 from trainer.checkpoint import SERVING, Checkpoint, CheckpointStore
 from trainer.config import ModelSettings
@@ -36,13 +31,15 @@ from trainer.errors import CheckpointError, ConfigError
 from trainer.learner import EventColumns, Learner
 from trainer.lock import DirectoryLock
 from trainer.metrics import MetricsServer, TrainerMetrics
+from trainer.oracle import ORACLE, ApplyCounts
 from trainer.publish import read_published
 from trainer.serving import to_snapshot
+from trainer.sources import open_source
 from trainer.watchdog import Progress, Watchdog
+from trainer.writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 
-ORACLE = "oracle.json"  # test mode: exact apply counts per event_id, part of the checkpoint
 _RETRY_MAX_S = 60.0
 
 
@@ -93,7 +90,7 @@ class Trainer:
         self.identity: dict[str, str] = {}
         self.rejected = 0
         self.source: EventSource | None = None
-        self.oracle: Counter[str] | None = Counter() if settings.test_mode else None
+        self.oracle = ApplyCounts() if settings.test_mode else None
         self.metrics = TrainerMetrics()
         self.progress = Progress()
         self.watchdog = Watchdog(
@@ -109,14 +106,12 @@ class Trainer:
         self._last_ckpt = time.monotonic()
         self._ckpt_failures = 0
         self._failing_since: float | None = None
-        self._lag_keys: set[str] = set()
         self._figures_at = 0.0
-        self._writer: subprocess.Popen[bytes] | None = None
+        self._writer: WriterProcess | None = None
         self._server: MetricsServer | None = None
         m = self.metrics
         m.checkpoint_age.set_function(lambda: time.monotonic() - self._last_ckpt)
-        m.publish_age.set_function(lambda: self._published("age"))
-        m.published_version.set_function(lambda: self._published("version"))
+        m.follow_published(lambda: read_published(settings.checkpoint_dir, settings.namespace))
 
     # ---- lifecycle -------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -216,7 +211,7 @@ class Trainer:
         self.checkpoint_id = ckpt.id
         self.metrics.checkpoint_id.set(ckpt.id)
         if self.oracle is not None:
-            self.oracle = _load_oracle(ckpt)
+            self.oracle = ApplyCounts.load(ckpt)
         log.info(
             "resumed from checkpoint %d: %d events applied, offsets %s",
             ckpt.id,
@@ -225,47 +220,21 @@ class Trainer:
         )
 
     def _open_source(self) -> EventSource:
-        uri = parse_uri(self.s.source)
-        if uri.scheme == "file":
-            from stream.files import FileSource
-
-            dead = self.s.dead_letter or self.s.checkpoint_dir / "dead-letter.jsonl"
-            return FileSource(uri.path, dead_letter_path=dead, start_offsets=self.offsets)
-        from stream.kafka import (
-            EndOffsets,
-            KafkaSettings,
-            KafkaSource,
-            ensure_topic,
-            offsets_for_time,
+        opened = open_source(
+            self.s,
+            self.offsets,
+            self._on_revoke,
+            resuming=self.checkpoint_id is not None,
         )
-
-        ks = KafkaSettings(
-            bootstrap=uri.bootstrap,
-            session_timeout_ms=self.s.session_timeout_ms,
-            heartbeat_interval_ms=self.s.heartbeat_interval_ms,
-            max_poll_interval_ms=self.s.max_poll_interval_ms,
-            client_options=MappingProxyType(dict(self.s.kafka_options)),
-        )
-        ensure_topic(ks, uri.topic, self.s.partitions)
-        if self.s.from_time_ms is not None and not self.offsets:
-            self.offsets = offsets_for_time(ks, uri.topic, self.s.from_time_ms)
-            log.info("--from-time: starting at offsets %s", self.offsets)
-        source = KafkaSource(
-            ks,
-            uri.topic,
-            self.s.group,
-            start_offsets=self.offsets,
-            on_revoke=self._on_revoke,
-            dead_letter_topic=f"{uri.topic}.dlq",
-            trust_committed=self.checkpoint_id is None,  # see KafkaSource: never past our state
-        )
-        self.watchdog = Watchdog(
-            self.progress,
-            self.s.stall_after_s,
-            end_offsets=EndOffsets(ks, uri.topic),
-            on_change=self.metrics.stalled.set,
-        )
-        return source
+        self.offsets = opened.offsets
+        if opened.end_offsets is not None:
+            self.watchdog = Watchdog(
+                self.progress,
+                self.s.stall_after_s,
+                end_offsets=opened.end_offsets,
+                on_change=self.metrics.stalled.set,
+            )
+        return opened.source
 
     def _check_identity(self, source: EventSource) -> None:
         now = source.identity()
@@ -363,12 +332,7 @@ class Trainer:
                 gap,
                 self.s.max_poll_interval_ms,
             )
-        lag = source.lag()
-        for key in self._lag_keys - lag.keys():
-            self.metrics.lag.remove(key)
-        for key, value in lag.items():
-            self.metrics.lag.labels(key).set(value)
-        self._lag_keys = set(lag)
+        self.metrics.set_lag(source.lag())
         assigned = getattr(source, "assigned", None)  # Kafka only; a file is one partition
         self.metrics.partitions.set(len(assigned()) if callable(assigned) else 1)
 
@@ -379,7 +343,7 @@ class Trainer:
             stats = self.learner.learn(EventColumns.from_events(batch.events))
             loss = stats.loss
             if self.oracle is not None:
-                self.oracle.update(e.event_id or "" for e in batch.events)
+                self.oracle.update(e.event_id for e in batch.events)
             self._since_ckpt += len(batch.events)
             self.metrics.trained.inc(len(batch.events))
             self.metrics.loss.set(loss)
@@ -408,13 +372,9 @@ class Trainer:
         if not callable(figures):
             return
         try:
-            values = figures()
+            self.metrics.set_figures(figures())
         except Exception:  # a figure that cannot be computed is no reason to stop training
             return
-        for name, value in values.items():
-            k = name[len("recall@") :] if name.startswith("recall@") else ""
-            if k.isdigit() and isinstance(value, int | float):
-                self.metrics.recall.labels(k).set(float(value))
 
     def _on_revoke(self, pending: Batch) -> None:
         """Partitions are going: learn what was fetched from them, checkpoint, commit."""
@@ -476,12 +436,7 @@ class Trainer:
 
         writers: dict[str, Callable[[Path], None]] = {SERVING: write_serving}
         if self.oracle is not None:
-            oracle = json.dumps(dict(self.oracle))
-
-            def write_oracle(path: Path) -> None:
-                path.write_text(oracle)
-
-            writers[ORACLE] = write_oracle
+            writers[ORACLE] = self.oracle.writer()
         settings = asdict(self.s.model)
         settings["negatives"] = ",".join(str(n) for n in self.s.model.negatives)
         return self.store.save(
@@ -517,71 +472,16 @@ class Trainer:
         ok = not self.watchdog.stalled and failing_s <= self.s.stall_after_s
         return ok, checks
 
-    def _published(self, what: str) -> float:
-        record = read_published(self.s.checkpoint_dir, self.s.namespace)
-        if record is None:
-            return float("nan")
-        if what == "version":
-            return float(record["version"])
-        return time.time() - record["published_ms"] / 1000
-
     # ---- the writer process ----------------------------------------------------------------
     def _start_writer(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "trainer",
-            "publish",
-            "--watch",
-            "--checkpoint-dir",
-            str(self.s.checkpoint_dir),
-            "--namespace",
-            self.s.namespace,
-            "--parent-pid",
-            str(os.getpid()),
-        ]
-        env = {**os.environ, "RECSTREAM_REDIS": self.s.redis or ""}  # the URL may hold a secret
-        for name, value in self.s.redis_tls.items():
-            env[f"RECSTREAM_REDIS_{name.upper()}"] = value
-        # The child starts with SIGTERM blocked (a signal mask survives exec) and unblocks it
-        # once its handler is in place: a stop during its imports still gets a final publish.
-        stop_signals = {signal.SIGTERM, signal.SIGINT}
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-        try:
-            self._writer = subprocess.Popen(cmd, env=env)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        log.info("writer process started (pid %d)", self._writer.pid)
+        assert self.s.redis
+        self._writer = WriterProcess(
+            self.s.checkpoint_dir, self.s.namespace, self.s.redis, self.s.redis_tls
+        )
 
     def _stop_writer(self) -> None:
         if self._writer is None:
             return
-        self._writer.send_signal(signal.SIGTERM)  # it publishes the newest checkpoint, then exits
         spent = 0.0 if self.stop_requested_at is None else time.monotonic() - self.stop_requested_at
-        wait_s = max(5.0, self.s.shutdown_grace_s - spent - 1.0)
-        try:
-            code = self._writer.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            log.error("writer did not stop within %.0f s; killing it", wait_s)
-            self._writer.kill()
-            code = self._writer.wait()
-        if code != 0:
-            log.error(
-                "the writer exited with code %d: the newest checkpoint may not be published; "
-                "`recstream publish --checkpoint-dir %s` publishes it",
-                code,
-                self.s.checkpoint_dir,
-            )
+        self._writer.stop(wait_s=max(5.0, self.s.shutdown_grace_s - spent - 1.0))
         self._writer = None
-
-
-def _load_oracle(ckpt: Checkpoint) -> Counter[str]:
-    try:
-        return Counter(json.loads((ckpt.path / ORACLE).read_text()))
-    except FileNotFoundError:
-        if ckpt.meta["events_applied"]:
-            raise CheckpointError(
-                f"--test-mode: checkpoint {ckpt.path} has no {ORACLE}: it was written without "
-                "--test-mode, so its apply counts are unknown; use a fresh --checkpoint-dir"
-            ) from None
-        return Counter()

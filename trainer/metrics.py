@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -101,6 +103,36 @@ class TrainerMetrics:
         self.partitions = Gauge(
             "recstream_partitions_assigned", "Partitions this trainer owns", registry=r
         )
+        self._lag_keys: set[str] = set()
+
+    def set_lag(self, lag: dict[str, int]) -> None:
+        """Lag per partition; partitions no longer owned disappear from the metric."""
+        for key in self._lag_keys - lag.keys():
+            self.lag.remove(key)
+        for key, value in lag.items():
+            self.lag.labels(key).set(value)
+        self._lag_keys = set(lag)
+
+    def set_figures(self, figures: dict[str, Any]) -> None:
+        """Progressive figures as the learner reports them: ``recall@K`` → the recall gauge."""
+        for name, value in figures.items():
+            k = name[len("recall@") :] if name.startswith("recall@") else ""
+            if k.isdigit() and isinstance(value, int | float):
+                self.recall.labels(k).set(float(value))
+
+    def follow_published(self, read: Callable[[], dict[str, Any] | None]) -> None:
+        """Publish age and version from the writer's note, read at scrape time."""
+
+        def value(what: str) -> float:
+            record = read()
+            if record is None:
+                return math.nan
+            if what == "version":
+                return float(record["version"])
+            return time.time() - record["published_ms"] / 1000
+
+        self.publish_age.set_function(lambda: value("age"))
+        self.published_version.set_function(lambda: value("version"))
 
 
 class WriterMetrics:
