@@ -19,6 +19,8 @@ from store.layout import Layout
 from store.reader import load_table
 from tests.faultkit import Proc, figure, snapshot, wait_until, write_checkpoint
 
+PAUSE_S = 5  # the writer's pause mid-publish, long enough that Redis is back before it goes on
+
 
 def publish_args(directory: Path, url: str, namespace: str, *more: str) -> list[str]:
     return [
@@ -76,7 +78,7 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
         client = redis.Redis.from_url(server.url, socket_timeout=1)
         args, env = publish_args(ckpt_dir, server.url, ns, "--test-mode")
         # paused long enough that Redis is back before the writer goes on, even on a slow host
-        env["RECSTREAM_FAULT"] = "publish-written@2:pause=5"
+        env["RECSTREAM_FAULT"] = f"publish-written@2:pause={PAUSE_S}"
         writer = Proc(args, tmp_path / "writer.log", env=env)
         monitor = Monitor(server.url, ns, expected)
         try:
@@ -85,6 +87,7 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
             monitor.start()
             write_checkpoint(ckpt_dir, expected[2])
             wait_until(lambda: "FAULT publish-written@2" in writer.log(), 30, "the pause")
+            resumes = time.monotonic() + PAUSE_S  # when the writer goes on (a bit later)
             assert client.exists(f"{ns}:v:2:matrix:0") and not client.exists(f"{ns}:v:2:meta")
             server.kill()  # mid-publish: version 2's data written, its meta not yet
             time.sleep(0.5)
@@ -104,6 +107,7 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
 
             wait_until(consistent, 60, "version 2 to be current and complete")
             took = time.monotonic() - restarted
+            after_pause = max(0.0, time.monotonic() - max(restarted, resumes))
             time.sleep(0.3)  # let the monitor read the final state too
             assert writer.alive()
         finally:
@@ -111,7 +115,8 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
             monitor.join(10)
             writer.kill()
             client.close()
-    figure(f"Redis restart ({restart}) to consistency", took)
+    figure(f"Redis restart ({restart}) to consistency, the injected pause included", took)
+    figure(f"writer resumed ({restart}) to consistency", after_pause)
     assert monitor.bad == [], monitor.bad[:5]
     assert monitor.reads > 0
 
