@@ -230,6 +230,8 @@ class Writer:
         if stamp is None or int(stamp) > snap.stamp or n_base > 1.01 * len(snap.user_ids) + 64:
             return None
         changed = np.flatnonzero(snap.user_stamps > int(stamp))
+        if n_base < len(snap.user_ids) - len(changed):
+            return None  # the base lacks users it should carry (its hash was damaged): write all
         return UserBase(current, int(stamp), changed)
 
     def _write(self, snap: Snapshot, existing: _Existing, base: UserBase | None = None) -> None:

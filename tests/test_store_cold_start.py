@@ -87,3 +87,13 @@ def test_recommend_for_a_new_user_follows_context(redis_url, namespace, contextu
     want = contextual.scores_for(["nobody"], [{"device": "d1"}])[0]
     top = [contextual.items.id_of(int(r)) for r in want.topk(5).indices]
     assert set(top) == set(d1)
+
+
+def test_a_damaged_base_is_not_copied(redis_url, namespace):
+    writer = Writer.from_url(redis_url, namespace=namespace, grace_s=0)
+    reader = Reader.from_url(redis_url, namespace=namespace)
+    writer.publish(_snap(1, {"a": 1.0, "b": 1.0}, {"a": 5, "b": 10}, stamp=10))
+    writer.client.unlink(writer.layout.user(1))  # someone deleted the base's users
+    writer.publish(_snap(2, {"a": 2.0, "b": 2.0}, {"a": 5, "b": 15}, stamp=20))
+    assert reader.version() == 2 and reader.meta()["users_base"] == ""
+    assert reader.user_vector("a")[0] == 2.0
