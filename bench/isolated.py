@@ -14,6 +14,8 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from trainer.allocator import keep_freed_memory
+
 T = TypeVar("T")
 
 
@@ -45,6 +47,7 @@ def _enter(threads: int, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
     import torch
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the trainer runs
     return fn(*args)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer.allocator import keep_freed_memory
 from trainer.config import ModelSettings
 from trainer.learner import EventColumns, Learner
 from trainer.negatives import parse_negatives
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", type=Path, default=None, help="folder for memory.png")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the trainer runs
     learner = Learner(
         ModelSettings(
             negatives=parse_negatives("popularity:256,in-batch"),

@@ -13,6 +13,7 @@ from bench.progress import Progress
 from bench.results import Results
 from bench.sections import features, folding, pipeline, quality, scaling, serving
 from bench.sizes import Sizes
+from trainer.allocator import keep_freed_memory
 
 log = logging.getLogger("bench")
 
@@ -41,6 +42,7 @@ def run_suite(
     import torch
 
     torch.set_num_threads(1)  # measurements that want two threads run in their own process
+    keep_freed_memory()  # as the trainer runs
     chosen = [s for s in SECTIONS if not only or s in only]
     results = Results()
     bar = Progress(len(chosen), progress)

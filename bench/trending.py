@@ -10,10 +10,12 @@ events/s per variant; a variant is `negatives[;setting=value...]` (ModelSettings
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import torch
 
+from trainer.allocator import keep_freed_memory
 from trainer.config import ModelSettings
 from trainer.learner import EventColumns, Learner
 from trainer.negatives import parse_negatives
@@ -58,7 +60,7 @@ def stream(
 
 def parse_variant(text: str) -> ModelSettings:
     neg, *rest = text.split(";")
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for part in rest:
         key, value = part.split("=")
         changes[key] = float(value) if "." in value else int(value)
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=400_000)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    keep_freed_memory()  # as the trainer runs
     u, it, ts = stream(a.events)
     batches = [
         EventColumns(

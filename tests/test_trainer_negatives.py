@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.loss import NegativeBlock, full_softmax_loss, hit_pairs, sampled_softmax_loss
+from trainer.loss import (
+    NegativeBlock,
+    corrected_logits,
+    full_softmax_loss,
+    hit_pairs,
+    sampled_softmax_loss,
+)
 from trainer.negatives import Negatives, draw, draw_hard, parse_negatives
 from trainer.popularity import DecayedCounts, PopularitySampler
 
@@ -110,9 +116,8 @@ def _grad_error(spec: str, logq: bool, trials: int = 300) -> float:
         neg = draw(parse_negatives(spec), pos.numpy(), sampler, counts, N_ITEMS, 64, rng, logq)
         psi = psi0.clone().requires_grad_(True)
         rows = torch.from_numpy(neg.rows)
-        block = NegativeBlock(
-            psi @ V[rows].T, torch.from_numpy(neg.log_q).float(), hit_pairs(pos.numpy(), neg.rows)
-        )
+        logits = corrected_logits(psi @ V[rows].T, torch.from_numpy(neg.log_q).float())
+        block = NegativeBlock(logits, hit_pairs(pos.numpy(), neg.rows))
         loss = sampled_softmax_loss((psi * V[pos]).sum(1), [block], torch.ones(4))
         loss.backward()
         acc += psi.grad

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from stream import Batch, EventSource, SinkError, SourceError
 from trainer import faults
+from trainer.allocator import keep_freed_memory
 from trainer.checkpoint import SERVING, Checkpoint, CheckpointStore
 from trainer.config import ModelSettings
 from trainer.errors import CheckpointError, ConfigError
@@ -137,6 +138,7 @@ class Trainer:
                 log.info("stopped while standby")
                 return None
             torch.set_num_threads(self.s.threads)
+            keep_freed_memory()
             self._restore()
             self.source = self._open_source()
             try:

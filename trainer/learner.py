@@ -22,7 +22,14 @@ from trainer.evaluation import Progressive, ranks_of
 from trainer.features import ContextEncoder, ItemFeatures
 from trainer.gravity import ItemGramian, gravity_penalty
 from trainer.history import EMPTY, UserHistory
-from trainer.loss import NegativeBlock, hit_pairs, positives_only_loss, sampled_softmax_loss
+from trainer.loss import (
+    NegativeBlock,
+    corrected_logits,
+    hit_pairs,
+    positives_only_loss,
+    sampled_softmax_loss,
+    shared_logits,
+)
 from trainer.model import TwoTower
 from trainer.negatives import EXCLUDED, Negatives, draw, draw_hard
 from trainer.popularity import DecayedCounts, PopularitySampler
@@ -264,11 +271,17 @@ class Learner:
     ) -> list[NegativeBlock]:
         s = self.settings
         neg_idx = torch.from_numpy(neg_local)
-        neg_s = psi @ Vf[neg_idx].T + offset[neg_idx]
         log_q = torch.from_numpy(neg.log_q).float()
-        blocks = [NegativeBlock(neg_s, log_q, hit_pairs(i, neg.rows))]
+        logits = shared_logits(psi, Vf[neg_idx], offset[neg_idx], log_q)
+        blocks = [NegativeBlock(logits, hit_pairs(i, neg.rows))]
         if neg.hard:
-            pool_s = neg_s[:, neg.pool]
+            # the pool's raw scores ψ·V + offset: the corrected logits with log Q added back,
+            # unless the pool columns are excluded from the loss (their log Q is huge)
+            if neg.pool_only:
+                pool_idx = neg_idx[neg.pool]
+                pool_s = psi @ Vf[pool_idx].T + offset[pool_idx]
+            else:
+                pool_s = logits[:, neg.pool] + log_q[neg.pool]
             # rows that are not items (buckets, free rows) must not be drawn as hard negatives
             invalid = ~torch.from_numpy(self.item_valid[neg.rows[neg.pool]])
             drawable = pool_s.masked_fill(invalid.unsqueeze(0), -EXCLUDED)
@@ -283,7 +296,7 @@ class Learner:
             rows = neg.rows[neg.pool][pos.numpy()]
             q, c = np.nonzero((rows == i[:, None]) | ~self.item_valid[rows])
             hits = (torch.from_numpy(q), torch.from_numpy(c))
-            blocks.append(NegativeBlock(pool_s.gather(1, pos), hard_log_q, hits))
+            blocks.append(NegativeBlock(corrected_logits(pool_s.gather(1, pos), hard_log_q), hits))
         return blocks
 
     # ---- progressive evaluation ------------------------------------------------------------

@@ -16,6 +16,7 @@ more than the maths at N ~ 2000 on this machine).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,17 +26,53 @@ EXCLUDED = 1e9  # see negatives.EXCLUDED (loss.py imports nothing of the sampler
 
 @dataclass
 class NegativeBlock:
-    scores: torch.Tensor  # (B, k) raw scores ψ·V + offsets
-    log_q: torch.Tensor  # (k,) shared or (B, k) per query: log(N·q)
+    logits: torch.Tensor  # (B, k) corrected logits (`corrected_logits` or `shared_logits`)
     hits: tuple[torch.Tensor, torch.Tensor]  # (query, column) index pairs to mask
 
 
 def corrected_logits(scores: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """The one place the logQ correction is applied: logits = scores - log Q.
 
-    `log_q` is log(expected number of times the item is drawn), i.e. log(N·q).
+    `log_q` is log(expected number of times the item is drawn), i.e. log(N·q). `scores` may be
+    a whole (B, k) block, or (k,) per-column terms when the correction is shared by every query.
     """
     return scores - log_q
+
+
+def shared_logits(
+    queries: torch.Tensor, items: torch.Tensor, offset: torch.Tensor, log_q: torch.Tensor
+) -> torch.Tensor:
+    """ψ·Vᵀ + offset - log Q for columns every query shares, in one matmul-add: the correction
+    is per column, so it is applied to the (k,) column terms rather than to a (B, k) copy."""
+    return torch.addmm(corrected_logits(offset, log_q), queries, items.T)
+
+
+class _LogSumExp(torch.autograd.Function):
+    """Row-wise log-sum-exp that keeps its softmax for the backward pass: one exp over the
+    block instead of two (the block is the step's largest tensor)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        top = x.amax(dim=1, keepdim=True)
+        p = (x - top).exp_()
+        total = p.sum(dim=1, keepdim=True)
+        ctx.save_for_backward(p.div_(total))
+        return (top + total.log()).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (p,) = ctx.saved_tensors
+        return p.mul_(grad.unsqueeze(1))
+
+
+def logsumexp(x: torch.Tensor) -> torch.Tensor:
+    """log Σ_j exp(x_ij) per row, with the gradient of torch.logsumexp.
+
+    >>> x = torch.tensor([[0.0, 1.0], [2.0, -1e9]])
+    >>> torch.allclose(logsumexp(x), torch.logsumexp(x, dim=1))
+    True
+    """
+    return _LogSumExp.apply(x)  # type: ignore[no-any-return]
 
 
 def hit_pairs(positives: np.ndarray, columns: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,12 +98,11 @@ def sampled_softmax_loss(
     """Mean over the batch of weight_i · (-log p̂(pos_i | x_i)). Weight 0 removes an event."""
     parts = [pos_scores]
     for block in blocks:
-        logits = corrected_logits(block.scores, block.log_q)
-        q, c = block.hits
+        logits, (q, c) = block.logits, block.hits
         if len(q):
             # in place (no (B, k) copy); finite, so a fully masked row has no NaN gradient
             logits.index_put_((q, c), torch.tensor(-EXCLUDED))
-        parts.append(torch.logsumexp(logits, dim=1))
+        parts.append(logsumexp(logits))
     nll = torch.logsumexp(torch.stack(parts, dim=1), dim=1) - pos_scores
     return (weights * nll).sum() / max(len(weights), 1)
 

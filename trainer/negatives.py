@@ -90,6 +90,7 @@ class Negatives:
     pool: slice  # the shared columns that form the hard pool (may be empty)
     pool_log_q: np.ndarray  # (M,) log q_pool of the pool's draws
     hard: int  # hard negatives per query
+    pool_only: bool = False  # the pool columns are drawn for hard sampling only
 
     @property
     def positives_only(self) -> bool:
@@ -134,7 +135,7 @@ def draw(
     if pool_only:
         log_q[:pool_size] = EXCLUDED
     pool_log_q = np.log(np.maximum(q[:pool_size], 1e-30))
-    return Negatives(rows, log_q, total, slice(0, pool_size), pool_log_q, hard)
+    return Negatives(rows, log_q, total, slice(0, pool_size), pool_log_q, hard, pool_only)
 
 
 def draw_hard(
