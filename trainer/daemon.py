@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -110,6 +111,10 @@ class Trainer:
         self._figures_at = 0.0
         self._writer: WriterProcess | None = None
         self._server: MetricsServer | None = None
+        # one learner thread: a batch is learned while the next is fetched (the GIL is
+        # released in torch's kernels, so fetching, decoding and learning overlap)
+        self._learner_thread = ThreadPoolExecutor(1, thread_name_prefix="learner")
+        self._learning: Future[float | None] | None = None
         m = self.metrics
         m.checkpoint_age.set_function(lambda: time.monotonic() - self._last_ckpt)
         m.follow_published(lambda: read_published(settings.checkpoint_dir, settings.namespace))
@@ -155,6 +160,7 @@ class Trainer:
                         self.checkpoint_id,
                     )
             finally:
+                self._learner_thread.shutdown(wait=True, cancel_futures=True)
                 self.watchdog.close()
                 self.source.close()
                 self._stop_writer()
@@ -268,12 +274,12 @@ class Trainer:
             self.progress.turn("polling")
             batch = source.poll(self.s.batch_size, self.s.poll_timeout_s)
             polled = time.monotonic()
-            self.progress.turn("training")
-            stats = self._apply(batch)
+            # learn this batch on the learner thread while the next one is fetched and decoded
+            previous = self._learn_in_background(batch)
             now = time.monotonic()
             if batch.events or batch.rejected or not source.ready():
                 last_event = now
-                loss = stats if stats is not None else loss
+                loss = previous if previous is not None else loss
                 bar.update(len(batch.events))
                 bar.set_postfix(loss=f"{loss:.3f}", rejected=self.rejected, refresh=False)
             elif (
@@ -288,7 +294,7 @@ class Trainer:
             )
             if now >= next_ckpt or events_due:
                 self.progress.turn("checkpointing")
-                self.checkpoint()
+                self.checkpoint()  # waits for the batch being learned
                 next_ckpt = time.monotonic() + self._retry_delay()
             self._observe(source, polled, max_gap_s)
             if now - last_log >= self.s.log_every_s:
@@ -302,6 +308,7 @@ class Trainer:
                     source.lag(),
                 )
                 last_log = now
+        self._wait_learning()
         bar.close()
         self.elapsed_s = max(last_event - started, 1e-9)  # the idle tail is not training time
         self.events_this_run = self.learner.events_applied - applied0
@@ -378,14 +385,31 @@ class Trainer:
         except Exception:  # a figure that cannot be computed is no reason to stop training
             return
 
+    def _learn_in_background(self, batch: Batch) -> float | None:
+        """Hand `batch` to the learner thread, after the previous one is learned; returns the
+        previous batch's loss. Only this thread polls the consumer; only the learner thread
+        (or a caller that waited for it) touches the model and the offsets."""
+        previous = self._wait_learning()
+        if batch.events or batch.rejected or batch.offsets:
+            self.progress.turn("training")
+            self._learning = self._learner_thread.submit(self._apply, batch)
+        return previous
+
+    def _wait_learning(self) -> float | None:
+        """Wait for the batch being learned (re-raising its error); its loss, if any."""
+        pending, self._learning = self._learning, None
+        return pending.result() if pending is not None else None
+
     def _on_revoke(self, pending: Batch) -> None:
         """Partitions are going: learn what was fetched from them, checkpoint, commit."""
+        self._wait_learning()
         self._apply(pending)
         self.checkpoint()
 
     # ---- checkpoint ------------------------------------------------------------------------
     def checkpoint(self) -> bool:
         """Write a checkpoint, then commit its offsets; False (and an alarm) if it failed."""
+        self._wait_learning()
         if not self._dirty or self.source is None:
             return True
         started = time.monotonic()
