@@ -122,9 +122,10 @@ def _kafka(results: Results, sizes: Sizes, progress: Progress, bootstrap: str, w
             f"{n:,} events pre-filled into a 4-partition topic. End to end = events over the "
             "time from the first partition assignment to the last event, read from the daemon's "
             "log; the daemon's own figure also counts joining the group (~3 s on the local "
-            f"broker). Its whole run took {wall:.1f} s with start-up. The daemon consumes and "
-            "learns in one thread, so end to end is at best 1/(1/consumer + 1/learner) unless "
-            "fetching overlaps learning. "
+            f"broker). Its whole run took {wall:.1f} s with start-up. The daemon fetches and "
+            "decodes the next batch while a learner thread trains on the current one, so end to "
+            "end is at best the slower stage; both need the GIL for their Python parts, which "
+            "is what keeps it below that. "
             f"Bottleneck stage: {bottleneck} ({min(stages.values()):,.0f} ev/s vs "
             f"{max(stages.values()):,.0f} ev/s for the other)."
         ),
