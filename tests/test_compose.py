@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
 
 from trainer.cli import build_parser
+from trainer.settings import _options, _subparsers, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,9 +32,20 @@ def test_commands_parse_with_the_cli():
     assert train.source.startswith("kafka://kafka:9092/")
 
 
-def test_env_names_are_ones_the_cli_reads():
-    cli_source = "\n".join(p.read_text() for p in (ROOT / "trainer").glob("*.py"))
-    read = set(re.findall(r"RECSTREAM_[A-Z_]+", cli_source))
+def test_env_names_are_options_of_the_service_command():
+    """Each RECSTREAM_* a service sets is an option of the command that service runs, and the
+    CLI resolves it to the value compose gives (env fills what the flags leave unset)."""
+    parser = build_parser()
+    services = _compose()["services"]
     for name in ("trainer", "writer"):
-        for env in _compose()["services"][name].get("environment", {}):
-            assert env in read, f"compose sets {env}, which the CLI never reads"
+        argv = [str(x) for x in services[name]["command"]]
+        env = {k: str(v) for k, v in services[name].get("environment", {}).items()}
+        command = parser.parse_args(argv).command
+        dests = {a.dest for a in _options(_subparsers(parser)[command])}
+        for var, value in env.items():
+            dest = var.removeprefix("RECSTREAM_").lower()
+            assert var.startswith("RECSTREAM_") and dest in dests, (
+                f"compose sets {var} for `recstream {command}`, which has no --"
+                f"{dest.replace('_', '-')}"
+            )
+            assert str(getattr(resolve(parser, argv, env), dest)) == value
