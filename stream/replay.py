@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 from tqdm import tqdm
@@ -41,11 +43,13 @@ def replay(
     rate: float = 0.0,
     partitions: int = 4,
     progress: bool = True,
+    client_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Produce every line of `path` into the topic of `to` (kafka://HOST:PORT/TOPIC).
 
     `rate` limits events/s (0 = as fast as possible). The event's `ts`, when readable, becomes
-    the record timestamp. Returns the number of records produced, all acknowledged.
+    the record timestamp. `client_options` go to kafka-python (security_protocol, sasl_*,
+    ssl_*). Returns the number of records produced, all acknowledged.
     """
     from stream.kafka import KafkaSettings, KafkaSink, ensure_topic
 
@@ -54,7 +58,7 @@ def replay(
         raise SourceError(f"--to must be kafka://HOST:PORT/TOPIC, got {to!r}")
     if rate < 0:
         raise SourceError(f"--rate must be >= 0 events/s (0 = unlimited), got {rate}")
-    settings = KafkaSettings(bootstrap=uri.bootstrap)
+    settings = KafkaSettings(bootstrap=uri.bootstrap, client_options=dict(client_options or {}))
     ensure_topic(settings, uri.topic, partitions)
     sink = KafkaSink(settings, uri.topic)
     started = time.monotonic()

@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="partitions of the topic if it has to be created (default: %(default)s)",
     )
     p.add_argument("--no-progress", action="store_true")
+    add_kafka_security(p)
     _common(p)
 
     p = sub.add_parser(
@@ -618,7 +619,14 @@ def cmd_generate(a: argparse.Namespace) -> int:
 def cmd_replay(a: argparse.Namespace) -> int:
     from stream.replay import replay
 
-    n = replay(a.path, a.to, rate=a.rate, partitions=a.partitions, progress=not a.no_progress)
+    n = replay(
+        a.path,
+        a.to,
+        rate=a.rate,
+        partitions=a.partitions,
+        progress=not a.no_progress,
+        client_options=kafka_options(a),
+    )
     print(json.dumps({"produced": n, "to": a.to}))
     return 0
 
