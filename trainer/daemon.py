@@ -308,7 +308,8 @@ class Trainer:
                     source.lag(),
                 )
                 last_log = now
-        self._wait_learning()
+        loss = self._wait_learning() or loss
+        bar.set_postfix(loss=f"{loss:.3f}", rejected=self.rejected, refresh=True)
         bar.close()
         self.elapsed_s = max(last_event - started, 1e-9)  # the idle tail is not training time
         self.events_this_run = self.learner.events_applied - applied0
