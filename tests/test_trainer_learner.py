@@ -71,12 +71,13 @@ def test_zero_weight_events_do_not_move_the_model():
     s = ModelSettings(dim=8, seed=0)
     cols = Clustered(seed=2).batch(64)
     weighted, zero = Learner(s), Learner(s)
-    before = zero.model.items.weight.clone()
+    before = zero.model.item_bias.weight.clone(), zero.model.tower[0].weight.clone()
     weighted.learn(cols)
     zero.learn(EventColumns(cols.users, cols.items, cols.ts, np.zeros(64, np.float32)))
-    n = len(zero.items)
-    assert not torch.equal(weighted.model.items.weight[:n], before[:n])
-    assert torch.equal(zero.model.items.weight[:n], before[:n])
+    n = zero.items.rows_used
+    assert not torch.equal(weighted.model.item_bias.weight[:n], before[0][:n])
+    assert torch.equal(zero.model.item_bias.weight[:n], before[0][:n])
+    assert torch.equal(zero.model.tower[0].weight, before[1])
 
 
 def test_new_ids_grow_tables_without_restart():
