@@ -299,13 +299,20 @@ class Trainer:
             self._observe(source, polled, max_gap_s)
             if now - last_log >= self.s.log_every_s:
                 rate = (self.learner.events_applied - applied0) / max(now - started, 1e-9)
+                q = self.learner.figures()  # progressive: scored before learning
                 log.info(
-                    "applied=%d rejected=%d loss=%.4f rate=%.0f ev/s lag=%s",
+                    "applied=%d rejected=%d loss=%.4f rate=%.0f ev/s lag=%s "
+                    "recall@10=%.4f (rolling %.4f) recall@100=%.4f (rolling %.4f) evaluated=%d",
                     self.learner.events_applied,
                     self.rejected,
                     loss,
                     rate,
                     source.lag(),
+                    q["recall@10"],
+                    q["recall@10_rolling"],
+                    q["recall@100"],
+                    q["recall@100_rolling"],
+                    q["evaluated"],
                 )
                 last_log = now
         loss = self._wait_learning() or loss
