@@ -119,3 +119,28 @@ def test_context_fields_reach_the_query_tower():
     i0, i1 = learner.items.row("i0"), learner.items.row("i1")
     assert scores[0, i0] > scores[0, i1] and scores[1, i1] > scores[1, i0]
     assert Learner(s).model.tower[0].in_features == 16  # no context: user + history only
+
+
+def test_a_new_item_starts_near_items_that_share_its_features():
+    from trainer.features import parse_fields
+
+    s = ModelSettings(dim=16, min_count=1, item_features=parse_fields("item_category"), seed=3)
+    learner = Learner(s)
+    rng = np.random.default_rng(0)
+    for step in range(40):  # users of group g read items of category g
+        g = rng.integers(0, 2, 256)
+        items = [f"{'ab'[x]}{k}" for x, k in zip(g, rng.integers(0, 20, 256), strict=True)]
+        learner.learn(
+            _cols(
+                [f"u{x}-{k}" for x, k in zip(g, rng.integers(0, 50, 256), strict=True)],
+                items,
+                1_000 + step,
+                [{"item_category": "ab"[x]} for x in g],
+            )
+        )
+    # a brand-new item of category "a", seen once by someone of group b (its first sighting)
+    learner.learn(_cols(["u1-0"], ["a-new"], 2_000, [{"item_category": "a"}]))
+    rows = learner.items.lookup(["a-new", "a0", "a1", "b0", "b1"])
+    v = torch.nn.functional.normalize(learner.item_vectors(rows), dim=1)
+    same, other = float(v[0] @ v[1:3].mean(0)), float(v[0] @ v[3:5].mean(0))
+    assert same > other + 0.3, (same, other)
