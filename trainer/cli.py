@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--hard-pool",
         type=int,
-        default=2048,
+        default=256,
         help="hard negatives: candidates drawn by popularity before scoring",
     )
     m.add_argument(

@@ -42,7 +42,7 @@ class ModelSettings:
     alpha: float = 0.75  # popularity sampler: q ∝ count^alpha ...
     epsilon: float = 0.05  # ... mixed with this share of uniform draws
     half_life_ms: float = 7 * 86_400_000  # popularity decay in event time; 0 = none
-    hard_pool: int = 2048  # hard negatives: candidates drawn by popularity, then by score
+    hard_pool: int = 256  # hard negatives: candidates drawn by popularity, then by score
     hard_temperature: float = 1.0  # hard negatives: sampled ∝ exp(score / temperature)
     gravity: float = 0.0  # λ of the gravity penalty (mean squared score over all pairs)
     popularity_prior: float = 1.0  # w: logit offset w·log(1 + decayed count), train and serve
@@ -81,7 +81,7 @@ class ModelSettings:
                 self.half_life_ms,
                 "a duration such as 7d, or 0",
             ),
-            (self.hard_pool > 0, "--hard-pool", self.hard_pool, "a positive count such as 2048"),
+            (self.hard_pool > 0, "--hard-pool", self.hard_pool, "a positive count such as 256"),
             (
                 self.hard_temperature > 0,
                 "--hard-temperature",

@@ -7,8 +7,8 @@ positives, and for each query picks 64 hard negatives. Strategies:
 - `uniform:N` — N items uniformly;
 - `in-batch` — the other positives of the batch, free but drawn ∝ each item's share of
   positives (not count^α): that share, from decayed counts, is their q;
-- `hard:N` — per query, N items drawn with probability rising with the score ψ(x)·V_j: a pool is
-  drawn by popularity (the `popularity` draws themselves when present, else `hard_pool` more),
+- `hard:N` — per query, N items drawn with probability rising with the score ψ(x)·V_j: a pool of
+  `hard_pool` items drawn by popularity (the first of the `popularity` draws when present),
   scored against the batch's queries, and each query samples from softmax(score/τ) over it;
 - `full` — every item (small catalogues and tests: the exact softmax);
 - `none` — positives only (the loss becomes logistic; the model folds — for demonstrations).
@@ -129,11 +129,14 @@ def draw(
         blocks.append((positives, positive_counts.share(positives)))
     rows = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.int64)
     q = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0)
-    pool_size = len(blocks[0][0]) if (pool_only or hard) and blocks else 0
-    total = len(rows) - (pool_size if pool_only else 0) + hard
+    first = len(blocks[0][0]) if blocks and ("popularity" in by_name or hard) else 0
+    # the hard pool: the first `hard_pool` popularity draws (a smaller pool is a cheaper
+    # per-query draw, and still a popularity sample), or the whole pool-only block
+    pool_size = (first if pool_only else min(hard_pool, first)) if hard else 0
+    total = len(rows) - (first if pool_only else 0) + hard
     log_q = np.log(total * np.maximum(q, 1e-30)) if logq else np.zeros(len(q))
     if pool_only:
-        log_q[:pool_size] = EXCLUDED
+        log_q[:first] = EXCLUDED
     pool_log_q = np.log(np.maximum(q[:pool_size], 1e-30))
     return Negatives(rows, log_q, total, slice(0, pool_size), pool_log_q, hard, pool_only)
 
