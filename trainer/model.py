@@ -68,6 +68,21 @@ class TwoTower:
         out.update({f"item_feature{k}": t for k, t in enumerate(self.item_feats)})
         return out
 
+    def embed(
+        self, table: EmbeddingTable, rows: np.ndarray, grads: SparseGrads | None = None
+    ) -> torch.Tensor:
+        """(n, d) rows of `table`, zeros where a row is MISSING; through `grads` when training."""
+        out = torch.zeros(len(rows), self.dim)
+        have = np.flatnonzero(rows != MISSING)
+        if len(have) == 0:
+            return out
+        if grads is None:
+            vecs = table.weight[torch.from_numpy(rows[have])]
+        else:
+            leaf, inv = grads.gather(table, rows[have])
+            vecs = leaf[inv]
+        return out.index_add(0, torch.from_numpy(have), vecs)
+
     # ---- item side -------------------------------------------------------------------------
     def feature_term(
         self, feats: np.ndarray, grads: SparseGrads | None = None
@@ -75,36 +90,17 @@ class TwoTower:
         """Σ_f F_f[feats[:, f]] for item rows' feature buckets (n, F); None without features."""
         if not self.item_feats:
             return None
-        term = torch.zeros(len(feats), self.dim)
-        for f, table in enumerate(self.item_feats):
-            have = np.flatnonzero(feats[:, f] != MISSING)
-            if len(have) == 0:
-                continue
-            if grads is None:
-                vecs = table.weight[torch.from_numpy(feats[have, f])]
-            else:
-                leaf, inv = grads.gather(table, feats[have, f])
-                vecs = leaf[inv]
-            term = term.index_add(0, torch.from_numpy(have), vecs)
-        return term
+        return sum(  # type: ignore[return-value]
+            (self.embed(t, feats[:, f], grads) for f, t in enumerate(self.item_feats)),
+            torch.zeros(len(feats), self.dim),
+        )
 
     # ---- query side ------------------------------------------------------------------------
     def context_inputs(
         self, cat_rows: np.ndarray, nums: np.ndarray, grads: SparseGrads | None = None
     ) -> list[torch.Tensor]:
         """One (B, d) embedding per categorical field (zeros where missing), then (B, n_num)."""
-        out: list[torch.Tensor] = []
-        for f, table in enumerate(self.context):
-            emb = torch.zeros(len(cat_rows), self.dim)
-            have = np.flatnonzero(cat_rows[:, f] != MISSING)
-            if len(have):
-                if grads is None:
-                    vecs = table.weight[torch.from_numpy(cat_rows[have, f])]
-                else:
-                    leaf, inv = grads.gather(table, cat_rows[have, f])
-                    vecs = leaf[inv]
-                emb = emb.index_add(0, torch.from_numpy(have), vecs)
-            out.append(emb)
+        out = [self.embed(t, cat_rows[:, f], grads) for f, t in enumerate(self.context)]
         if nums.shape[1]:
             out.append(torch.from_numpy(nums))
         return out
