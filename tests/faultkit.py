@@ -252,12 +252,16 @@ class Proc:
             out[sample.name] = out.get(sample.name, 0.0) + sample.value
         return out
 
-    def caught_up(self, partitions: int = PARTITIONS) -> bool:
-        """Owns every partition and has read each to its high watermark."""
+    def caught_up(self, partitions: int = PARTITIONS, applied: int | None = None) -> bool:
+        """Owns every partition and has read each to its high watermark (and, if given, holds
+        at least `applied` events: after a consumer drops out of its group, its high
+        watermarks are stale until it rejoins, so lag alone can read 0 too early)."""
         samples = self.samples()
         lag = [s.value for s in samples if s.name == "recstream_lag_events"]
         owned = [s.value for s in samples if s.name == "recstream_partitions_assigned"]
-        return owned == [partitions] and len(lag) == partitions and not any(lag)
+        done = [s.value for s in samples if s.name == "recstream_events_applied"]
+        enough = applied is None or (bool(done) and done[0] >= applied)
+        return owned == [partitions] and len(lag) == partitions and not any(lag) and enough
 
     def metric(self, name: str) -> float:
         return self.metrics().get(name, 0.0)

@@ -87,7 +87,7 @@ def test_a_stuck_step_fails_health_and_a_long_batch_loses_nothing(kafka_bootstra
             lambda: proc.metric("recstream_poll_interval_exceeded_total") >= 1, 10, "the alarm"
         )
         producer.stop()
-        wait_until(proc.caught_up, 60, "the trainer to catch up")
+        wait_until(lambda: proc.caught_up(applied=producer.next), 60, "the trainer to catch up")
         proc.signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

@@ -47,7 +47,7 @@ def test_failover_to_a_standby_loses_and_repeats_nothing(kafka_bootstrap, topic,
         wait_until(lambda: standby.metric("recstream_events_trained_total") > 0, 60, "the takeover")
         takeover = time.monotonic() - killed
         produced = producer.stop()
-        wait_until(standby.caught_up, 60, "the new active to catch up")
+        wait_until(lambda: standby.caught_up(applied=produced), 60, "the new active to catch up")
         standby.signal(signal.SIGTERM)
         assert standby.wait(30) == 0
     finally:
@@ -167,7 +167,7 @@ def test_unwritable_checkpoint_dir_alarms_keeps_the_old_one_and_recovers(
         recovered = time.monotonic() - repaired
         wait_until(lambda: proc.health()[0] == 200, 10, "the health check to pass again")
         producer.stop()
-        wait_until(proc.caught_up, 60, "the trainer to catch up")
+        wait_until(lambda: proc.caught_up(applied=producer.next), 60, "the trainer to catch up")
         proc.signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

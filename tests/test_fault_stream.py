@@ -53,7 +53,7 @@ def test_broker_frozen_past_the_session_timeout_recovers_by_itself(tmp_path):
             )
             recovered = time.monotonic() - thawed
             producer.stop()
-            wait_until(proc.caught_up, 60, "the trainer to catch up")
+            wait_until(lambda: proc.caught_up(applied=producer.next), 60, "the trainer to catch up")
             caught_up = time.monotonic() - thawed
             assert proc.alive()
             proc.signal(signal.SIGTERM)

@@ -218,6 +218,7 @@ class Trainer:
         self.rejected = int(ckpt.meta["events_rejected"])
         self.checkpoint_id = ckpt.id
         self.metrics.checkpoint_id.set(ckpt.id)
+        self.metrics.applied.set(self.learner.events_applied)
         if self.oracle is not None:
             self.oracle = ApplyCounts.load(ckpt)
         log.info(
@@ -363,6 +364,7 @@ class Trainer:
                 self.oracle.update(e.event_id for e in batch.events)
             self._since_ckpt += len(batch.events)
             self.metrics.trained.inc(len(batch.events))
+            self.metrics.applied.set(self.learner.events_applied)
             self.metrics.loss.set(loss)
             self._progressive()
             faults.hit("after-step")

@@ -44,6 +44,11 @@ class TrainerMetrics:
         self.rejected = Counter(
             "recstream_events_rejected", "Records sent to the dead-letter sink", registry=r
         )
+        self.applied = Gauge(
+            "recstream_events_applied",
+            "Events in the model's state (restored from the checkpoint, then learned)",
+            registry=r,
+        )
         self.lag = Gauge(
             "recstream_lag_events",
             "High watermark minus the trainer's next offset, per partition",
