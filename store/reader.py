@@ -227,6 +227,21 @@ class Reader:
         }
 
 
+def read_chunks(
+    client: redis.Redis, layout: Layout, version: int, chunks: int
+) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+    """(chunk, matrix bytes, ids bytes) of a version's chunks, in order, `_LOAD_GROUP` chunks
+    per round trip (bounds the reply buffers); None where a key is missing."""
+    for first in range(0, chunks, _LOAD_GROUP):
+        group = range(first, min(first + _LOAD_GROUP, chunks))
+        pipe = client.pipeline(transaction=False)
+        for c in group:
+            pipe.get(layout.matrix(version, c))
+            pipe.get(layout.ids(version, c))
+        replies = pipe.execute()
+        yield from zip(group, replies[0::2], replies[1::2], strict=True)
+
+
 def load_table(client: redis.Redis, layout: Layout, version: int) -> Table:
     """Read a version's item ids and matrix from its chunk keys (raises _Vanished if gone)."""
     start = time.perf_counter()
@@ -245,26 +260,19 @@ def load_table(client: redis.Redis, layout: Layout, version: int) -> Table:
         raise StoreError(f"{layout.meta(version)} is inconsistent: {meta}; republish it")
     matrix = np.empty((items, dim), np.float32)
     ids: list[str] = []
-    for first in range(0, chunks, _LOAD_GROUP):
-        group = range(first, min(first + _LOAD_GROUP, chunks))
-        pipe = client.pipeline(transaction=False)
-        for c in group:
-            pipe.get(layout.matrix(version, c))
-            pipe.get(layout.ids(version, c))
-        replies = pipe.execute()
-        for c, blob, id_blob in zip(group, replies[0::2], replies[1::2], strict=True):
-            if blob is None or id_blob is None:
-                raise _Vanished(version)
-            lo, hi = bounds[c]
-            chunk_ids = _IDS.decode(id_blob)
-            if len(blob) != (hi - lo) * dim * 4 or len(chunk_ids) != hi - lo:
-                raise StoreError(
-                    f"chunk {c} of version {version} of namespace {layout.namespace!r} has "
-                    f"{len(blob)} bytes and {len(chunk_ids)} ids, expected {(hi - lo) * dim * 4} "
-                    f"and {hi - lo}: the version is corrupt, republish it"
-                )
-            matrix[lo:hi] = np.frombuffer(blob, "<f4").reshape(hi - lo, dim)
-            ids.extend(chunk_ids)
+    for c, blob, id_blob in read_chunks(client, layout, version, chunks):
+        if blob is None or id_blob is None:
+            raise _Vanished(version)
+        lo, hi = bounds[c]
+        chunk_ids = _IDS.decode(id_blob)
+        if len(blob) != (hi - lo) * dim * 4 or len(chunk_ids) != hi - lo:
+            raise StoreError(
+                f"chunk {c} of version {version} of namespace {layout.namespace!r} has "
+                f"{len(blob)} bytes and {len(chunk_ids)} ids, expected {(hi - lo) * dim * 4} "
+                f"and {hi - lo}: the version is corrupt, republish it"
+            )
+        matrix[lo:hi] = np.frombuffer(blob, "<f4").reshape(hi - lo, dim)
+        ids.extend(chunk_ids)
     log.info(
         "loaded version %d of %s: %d items x %d in %.2f s",
         version,

@@ -12,13 +12,13 @@ import msgspec
 import numpy as np
 
 from store.layout import Layout, chunk_bounds
+from store.reader import read_chunks
 from store.snapshot import Snapshot
 
 if TYPE_CHECKING:
     import redis
 
 _SAMPLE = 256  # per-id values read back per hash
-_GROUP = 16  # chunks per round trip (~64 MB)
 
 
 def differences(
@@ -59,19 +59,12 @@ def _chunks(client: redis.Redis, layout: Layout, snap: Snapshot, chunk_rows: int
     width = 4 * snap.dim
     bounds = chunk_bounds(len(snap.item_ids), chunk_rows)
     problems = []
-    for first in range(0, len(bounds), _GROUP):
-        group = range(first, min(first + _GROUP, len(bounds)))
-        pipe = client.pipeline(transaction=False)
-        for c in group:
-            pipe.get(layout.matrix(v, c))
-            pipe.get(layout.ids(v, c))
-        replies = pipe.execute()
-        for c, blob, id_blob in zip(group, replies[0::2], replies[1::2], strict=True):
-            lo, hi = bounds[c]
-            if blob != bytes(matrix[lo * width : hi * width]):
-                problems.append(f"{layout.matrix(v, c)} differs from the snapshot")
-            if id_blob != msgspec.msgpack.encode(snap.item_ids[lo:hi]):
-                problems.append(f"{layout.ids(v, c)} differs from the snapshot")
+    for c, blob, id_blob in read_chunks(client, layout, v, len(bounds)):
+        lo, hi = bounds[c]
+        if blob != bytes(matrix[lo * width : hi * width]):
+            problems.append(f"{layout.matrix(v, c)} differs from the snapshot")
+        if id_blob != msgspec.msgpack.encode(snap.item_ids[lo:hi]):
+            problems.append(f"{layout.ids(v, c)} differs from the snapshot")
     return problems
 
 

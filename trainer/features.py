@@ -84,12 +84,19 @@ class ContextEncoder:
         return rows, self.normalise(raw)
 
     def _observe(self, raw: np.ndarray) -> None:
+        """Fold a batch into the running mean/variance (Chan et al.'s parallel update: one
+        numpy pass per field and batch, not a Python step per value)."""
         for f in range(raw.shape[1]):
-            for x in raw[~np.isnan(raw[:, f]), f]:
-                self.count[f] += 1
-                delta = x - self.mean[f]
-                self.mean[f] += delta / self.count[f]
-                self.m2[f] += delta * (x - self.mean[f])
+            x = raw[~np.isnan(raw[:, f]), f]
+            if len(x) == 0:
+                continue
+            n_a, n_b = self.count[f], float(len(x))
+            mean_b = float(x.mean())
+            delta = mean_b - self.mean[f]
+            total = n_a + n_b
+            self.mean[f] += delta * n_b / total
+            self.m2[f] += float(((x - mean_b) ** 2).sum()) + delta**2 * n_a * n_b / total
+            self.count[f] = total
 
     def std(self) -> np.ndarray:
         var = np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), 1.0)

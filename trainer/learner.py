@@ -23,6 +23,7 @@ from trainer.features import ContextEncoder, ItemFeatures
 from trainer.gravity import ItemGramian, gravity_penalty
 from trainer.history import EMPTY, UserHistory
 from trainer.loss import (
+    EXCLUDED,
     NegativeBlock,
     corrected_logits,
     hit_pairs,
@@ -31,7 +32,7 @@ from trainer.loss import (
     shared_logits,
 )
 from trainer.model import TwoTower
-from trainer.negatives import EXCLUDED, Negatives, draw, draw_hard
+from trainer.negatives import Negatives, draw, draw_hard
 from trainer.popularity import DecayedCounts, PopularitySampler
 from trainer.table import SparseGrads
 from trainer.vocab import Vocabulary

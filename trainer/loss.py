@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-EXCLUDED = 1e9  # see negatives.EXCLUDED (loss.py imports nothing of the sampler)
+# log Q of a column that must not count: exp(s - EXCLUDED) is 0 in float32, yet finite, so a
+# row whose columns are all excluded has a finite log-sum-exp and a zero (not NaN) gradient;
+# masked hits get logit -EXCLUDED for the same reason
+EXCLUDED = 1e9
 
 
 @dataclass

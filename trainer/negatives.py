@@ -28,13 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainer.loss import EXCLUDED
 from trainer.popularity import DecayedCounts, PopularitySampler
 
 STRATEGIES = ("popularity", "uniform", "in-batch", "hard", "full", "none")
 _NO_COUNT = ("in-batch", "full", "none")
-# log Q of a column that must not count: exp(s - EXCLUDED) is 0 in float32, yet finite, so a
-# row whose columns are all excluded has a finite log-sum-exp and a zero (not NaN) gradient
-EXCLUDED = 1e9
 DEFAULT_NEGATIVES = "popularity:256,in-batch"  # chosen by bench: see README "Choosing negatives"
 
 
