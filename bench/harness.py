@@ -2,7 +2,7 @@
 
 For every batch, a fixed sample of its events (the same for every model) is scored *before* any
 model learns the batch: each model returns scores over the whole catalogue seen so far, and
-`trainer.evaluation.ranks_of` turns them into ranks — one metric code for every model. An item
+`trainer.core.evaluation.ranks_of` turns them into ranks — one metric code for every model. An item
 never seen before is a miss for everyone. At 80% of the stream every model has learned exactly
 the first 80%: the holdout (a sample of the last 20%'s events of users seen before the cut) is
 scored then, with no learning in between; MF baselines refit first (`fit`), as a batch job would.
@@ -19,7 +19,7 @@ import torch
 
 from bench.models import Batch, Model
 from bench.streams import Stream
-from trainer.evaluation import ranks_of
+from trainer.core.evaluation import ranks_of
 
 KS = (10, 100)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
-from trainer.allocator import keep_freed_memory
+from trainer.daemon.allocator import keep_freed_memory
 
 T = TypeVar("T")
 

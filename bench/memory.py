@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.allocator import keep_freed_memory
-from trainer.config import ModelSettings
-from trainer.learner import EventColumns, Learner
-from trainer.negatives import parse_negatives
+from trainer.daemon.allocator import keep_freed_memory
+from trainer.core.settings import ModelSettings
+from trainer.core.learner import EventColumns, Learner
+from trainer.core.negatives import parse_negatives
 
 BATCH = 1024
 

@@ -3,7 +3,7 @@
 A model learns batches of integer events and scores queries over the catalogue seen so far:
 `scores(batch, n_items)` → (B, n_items) float tensor, one row per query, for item ids
 0..n_items-1 (ids are first-appearance order, see `bench.streams`). The harness turns those
-scores into ranks with `trainer.evaluation.ranks_of`, the same code for every model.
+scores into ranks with `trainer.core.evaluation.ranks_of`, the same code for every model.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from trainer.config import ModelSettings
-from trainer.features import parse_fields
-from trainer.learner import EventColumns, Learner
+from trainer.core.settings import ModelSettings
+from trainer.core.features import parse_fields
+from trainer.core.learner import EventColumns, Learner
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def pad_to(scores: torch.Tensor, n_items: int) -> torch.Tensor:
 
 
 class Softmax:
-    """The project's model (trainer.learner.Learner) behind the benchmark protocol.
+    """The project's model (trainer.core.learner.Learner) behind the benchmark protocol.
 
     Queries are scored as the trainer would serve them (`Learner.scores_for`): a user it has
     not admitted yet gets ψ from its pending history and context, without an embedding; an

@@ -13,7 +13,7 @@ from bench.progress import Progress
 from bench.results import Results
 from bench.sections import features, folding, pipeline, quality, scaling, serving
 from bench.sizes import Sizes
-from trainer.allocator import keep_freed_memory
+from trainer.daemon.allocator import keep_freed_memory
 
 log = logging.getLogger("bench")
 

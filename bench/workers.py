@@ -18,11 +18,11 @@ import numpy as np
 from bench import streams
 from bench.isolated import peak_rss_mb, rss_mb
 from bench.models import Batch, columns
-from trainer.config import ModelSettings
-from trainer.learner import EventColumns, Learner
-from trainer.negatives import parse_negatives
+from trainer.core.settings import ModelSettings
+from trainer.core.learner import EventColumns, Learner
+from trainer.core.negatives import parse_negatives
 
-_SAMPLING_FILES = ("trainer/negatives.py", "trainer/popularity.py")
+_SAMPLING_FILES = ("trainer/core/negatives.py", "trainer/core/popularity.py")
 
 
 def settings_for(negatives: str, seed: int = 0, **changes: Any) -> ModelSettings:
@@ -68,7 +68,7 @@ def sampling_share(learner: Learner, work: list[EventColumns]) -> float:
     inside = 0.0
     total = 0.0
     for (path, _, name), (_, _, _, cum, callers) in stats.items():
-        if name == "learn" and path.endswith("trainer/learner.py"):
+        if name == "learn" and path.endswith("trainer/core/learner.py"):
             total += cum
         if path.endswith(_SAMPLING_FILES):
             for (cpath, _, _), caller in callers.items():
@@ -123,7 +123,7 @@ def step_grid(
 def sampler_ms(n_items: int, draws: int, positives: int, reps: int, seed: int) -> dict[str, Any]:
     """ms per batch over `n_items` items: count a batch's positives (so the distribution
     changed this batch), update the sampler, draw `draws` items with their probabilities."""
-    from trainer.popularity import DecayedCounts, PopularitySampler
+    from trainer.core.popularity import DecayedCounts, PopularitySampler
 
     st = streams.catalogue_stream(positives * (reps + 10), n_items, 10_000, seed=seed)
     counts = DecayedCounts(7 * streams.DAY_MS)
@@ -154,7 +154,7 @@ def train_scaling(kind: str, n_items: int, events: int, seed: int) -> dict[str, 
     base_rss = rss_mb()
     st = streams.catalogue_stream(events, n_items, 50_000, seed=seed)
     if kind == "softmax":
-        from trainer.negatives import DEFAULT_NEGATIVES
+        from trainer.core.negatives import DEFAULT_NEGATIVES
 
         learner = warm(settings_for(DEFAULT_NEGATIVES, seed), st, n_items)
         work = batches(st, n_items, len(st), 1024)

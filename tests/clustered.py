@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.learner import EventColumns
+from trainer.core.learner import EventColumns
 
 
 class Clustered:

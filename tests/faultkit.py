@@ -31,8 +31,8 @@ from store.server import free_port
 from stream.errors import InvalidEvent
 from stream.event import Decoder, encode
 from stream.kafka import KafkaSettings, KafkaSink, ensure_topic
-from trainer.checkpoint import SERVING, CheckpointStore
-from trainer.oracle import ORACLE
+from trainer.daemon.checkpoint import SERVING, CheckpointStore
+from trainer.testing.oracle import ORACLE
 
 T0 = 1_700_000_000_000
 PARTITIONS = 4

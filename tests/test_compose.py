@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from trainer.cli import build_parser
-from trainer.settings import _options, _subparsers, resolve
+from trainer.cli.main import build_parser
+from trainer.cli.resolve import _options, _subparsers, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from tests.faultkit import (
     verdict,
     wait_until,
 )
-from trainer.watchdog import Progress, Watchdog
+from trainer.daemon.watchdog import Progress, Watchdog
 
 
 def test_watchdog_sees_a_loop_that_stopped_turning():

@@ -23,7 +23,7 @@ from tests.faultkit import (
     verdict,
     wait_until,
 )
-from trainer.checkpoint import STATE, CheckpointStore
+from trainer.daemon.checkpoint import STATE, CheckpointStore
 
 EVENTS = 16_000
 CKPT_EVERY = ["--checkpoint-every", "30", "--checkpoint-every-events", "2000"]

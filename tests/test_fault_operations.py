@@ -23,7 +23,7 @@ from tests.faultkit import (
     verdict,
     wait_until,
 )
-from trainer.checkpoint import CheckpointStore
+from trainer.daemon.checkpoint import CheckpointStore
 
 RATE = 2000  # events/s streamed while the trainers run
 

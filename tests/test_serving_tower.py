@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from store.tower import QueryTower
-from trainer.config import ModelSettings
-from trainer.features import parse_fields
-from trainer.learner import EventColumns, Learner
-from trainer.serving import export_tower
+from trainer.core.settings import ModelSettings
+from trainer.core.features import parse_fields
+from trainer.core.learner import EventColumns, Learner
+from trainer.daemon.serving import export_tower
 
 
 def _learner(layers: tuple[int, ...]) -> Learner:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from store import Reader, Snapshot, Writer
-from trainer.config import ModelSettings
-from trainer.features import parse_fields
-from trainer.learner import EventColumns, Learner
-from trainer.serving import to_snapshot
+from trainer.core.settings import ModelSettings
+from trainer.core.features import parse_fields
+from trainer.core.learner import EventColumns, Learner
+from trainer.daemon.serving import to_snapshot
 
 
 def _snap(version: int, users: dict[str, float], stamps: dict[str, int], stamp: int) -> Snapshot:

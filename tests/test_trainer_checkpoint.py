@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from trainer.checkpoint import MANIFEST, STATE, CheckpointStore
+from trainer.daemon.checkpoint import MANIFEST, STATE, CheckpointStore
 from trainer.errors import CheckpointError
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from tests.clustered import Clustered
-from trainer.config import ModelSettings
-from trainer.learner import EventColumns, Learner
-from trainer.loss import full_softmax_loss
+from trainer.core.settings import ModelSettings
+from trainer.core.learner import EventColumns, Learner
+from trainer.core.loss import full_softmax_loss
 
 
 def _full_loss(learner: Learner, cols: EventColumns) -> float:
@@ -100,7 +100,7 @@ def test_every_strategy_trains_and_improves():
     """Each negative strategy (hard negatives with and without a popularity pool) learns.
     (`none` is left out: on positives alone the full-softmax loss barely moves — folding.)"""
     for spec in ("in-batch,hard:8", "popularity:64,hard:8", "uniform:32", "full"):
-        from trainer.negatives import parse_negatives
+        from trainer.core.negatives import parse_negatives
 
         data = Clustered(seed=4)
         settings = ModelSettings(dim=16, seed=4, min_count=1, negatives=parse_negatives(spec))

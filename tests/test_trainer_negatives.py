@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.loss import (
+from trainer.core.loss import (
     NegativeBlock,
     corrected_logits,
     full_softmax_loss,
     hit_pairs,
     sampled_softmax_loss,
 )
-from trainer.negatives import Negatives, draw, draw_hard, parse_negatives
-from trainer.popularity import DecayedCounts, PopularitySampler
+from trainer.core.negatives import Negatives, draw, draw_hard, parse_negatives
+from trainer.core.popularity import DecayedCounts, PopularitySampler
 
 N_ITEMS = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.popularity import DecayedCounts, PopularitySampler, SumTree
+from trainer.core.popularity import DecayedCounts, PopularitySampler, SumTree
 
 
 def test_decay_halves_per_half_life_and_share_ignores_time():

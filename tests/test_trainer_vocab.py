@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainer.config import ModelSettings
-from trainer.learner import EventColumns, Learner
-from trainer.sketch import CountMinSketch
-from trainer.vocab import Vocabulary
+from trainer.core.settings import ModelSettings
+from trainer.core.learner import EventColumns, Learner
+from trainer.core.sketch import CountMinSketch
+from trainer.core.vocab import Vocabulary
 
 
 def _cols(users, items, ts, contexts=None) -> EventColumns:
@@ -100,7 +100,7 @@ def test_evicted_item_rows_leave_histories_and_counts():
 
 def test_context_fields_reach_the_query_tower():
     s = ModelSettings(dim=8, min_count=1, context_fields=(), seed=1)
-    from trainer.features import parse_fields
+    from trainer.core.features import parse_fields
 
     with_ctx = ModelSettings(dim=8, min_count=1, context_fields=parse_fields("device"), seed=1)
     learner = Learner(with_ctx)
@@ -122,7 +122,7 @@ def test_context_fields_reach_the_query_tower():
 
 
 def test_a_new_item_starts_near_items_that_share_its_features():
-    from trainer.features import parse_fields
+    from trainer.core.features import parse_fields
 
     s = ModelSettings(dim=16, min_count=1, item_features=parse_fields("item_category"), seed=3)
     learner = Learner(s)

@@ -48,7 +48,7 @@ def section(results: Results, sizes: Sizes, progress: Progress) -> None:
         "16 taste clusters, a new hot set every 1/20 of the stream (new releases + random "
         "items), users and items arriving over time. Batches of "
         f"{sizes.batch}; {sizes.eval_per_batch} events per batch scored by every model before "
-        "any learns the batch (the same events for all); ranks by trainer.evaluation.ranks_of "
+        "any learns the batch (the same events for all); ranks by trainer.core.evaluation.ranks_of "
         "over all items seen so far (an unseen target item is a miss for every model). "
         "Holdout: the models as they stand after the first 80%, scored on up to "
         "4,000 later events of users seen before the cut (MF refits on the 80% first).",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.sketch import CountMinSketch, stable_hash
+from trainer.core.sketch import CountMinSketch, stable_hash
 
 
 class Vocabulary:

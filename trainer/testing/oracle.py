@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from trainer.checkpoint import Checkpoint
+from trainer.daemon.checkpoint import Checkpoint
 from trainer.errors import CheckpointError
 
 ORACLE = "oracle.json"  # the file in a checkpoint directory

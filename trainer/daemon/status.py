@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import META, CheckpointStore
-from trainer.publish import read_published
+from trainer.daemon.checkpoint import META, CheckpointStore
+from trainer.daemon.publish import read_published
 
 
 def status(checkpoint_dir: Path, namespace: str) -> dict[str, Any]:

@@ -9,10 +9,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trainer.config import ModelSettings, parse_duration_ms
+from trainer.core.settings import ModelSettings, parse_duration_ms
 from trainer.errors import ConfigError
-from trainer.features import FieldSpec, parse_fields
-from trainer.flags import (
+from trainer.core.features import FieldSpec, parse_fields
+from trainer.cli.flags import (
     add_kafka_security,
     add_metrics,
     add_redis_tls,
@@ -20,8 +20,8 @@ from trainer.flags import (
     redis_options,
     seconds,
 )
-from trainer.negatives import DEFAULT_NEGATIVES, parse_negatives
-from trainer.settings import redact_url, require, resolve
+from trainer.core.negatives import DEFAULT_NEGATIVES, parse_negatives
+from trainer.cli.resolve import redact_url, require, resolve
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 log = logging.getLogger("recstream")
@@ -460,7 +460,7 @@ def fields(text: str, flag: str) -> tuple[FieldSpec, ...]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from trainer.daemon import Trainer, TrainSettings
+    from trainer.daemon.loop import Trainer, TrainSettings
 
     settings = TrainSettings(
         source=a.source,
@@ -520,8 +520,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_publish(a: argparse.Namespace) -> int:
     from store import Writer
-    from trainer import faults
-    from trainer.publish import publish_latest, watch
+    from trainer.testing import faults
+    from trainer.daemon.publish import publish_latest, watch
 
     on_stage = None
     if a.test_mode:
@@ -536,8 +536,8 @@ def cmd_publish(a: argparse.Namespace) -> int:
         **redis_options(a),
     )
     if a.watch:
-        from trainer.metrics import MetricsServer, WriterMetrics
-        from trainer.publish import WatchStatus
+        from trainer.daemon.metrics import MetricsServer, WriterMetrics
+        from trainer.daemon.publish import WatchStatus
 
         metrics, status, server = WriterMetrics(), WatchStatus(), None
         if a.metrics_port is not None:
@@ -599,7 +599,7 @@ def cmd_acl(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from trainer.status import status
+    from trainer.daemon.status import status
 
     print(json.dumps(status(a.checkpoint_dir, a.namespace), indent=2))
     return 0
@@ -632,7 +632,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from trainer.demo import run_demo
+    from trainer.cli.demo import run_demo
 
     return run_demo(
         events=a.events,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from stream import Batch, EventSource, parse_uri
 
 if TYPE_CHECKING:
-    from trainer.daemon import TrainSettings
+    from trainer.daemon.loop import TrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trainer.loss import EXCLUDED
-from trainer.popularity import DecayedCounts, PopularitySampler
+from trainer.core.loss import EXCLUDED
+from trainer.core.popularity import DecayedCounts, PopularitySampler
 
 STRATEGIES = ("popularity", "uniform", "in-batch", "hard", "full", "none")
 _NO_COUNT = ("in-batch", "full", "none")

@@ -1,6 +1,6 @@
 """Flags of the I/O shell shared by several commands: operations, metrics, Redis and Kafka
 security. Parsers here raise `argparse.ArgumentTypeError` naming the flag, so a bad value from
-the environment or a TOML file is reported the same way (`trainer.settings`)."""
+the environment or a TOML file is reported the same way (`trainer.cli.resolve`)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from trainer.cli import DEFAULT_REDIS
+from trainer.cli.main import DEFAULT_REDIS
 
 BAD_LINES = [
     b"this is not json",
@@ -31,8 +31,8 @@ def run_demo(
     from stream.broker import LocalBroker
     from stream.replay import replay
     from stream.synthetic import World, generate, write_jsonl
-    from trainer.daemon import Trainer, TrainSettings
-    from trainer.status import status
+    from trainer.daemon.loop import Trainer, TrainSettings
+    from trainer.daemon.status import status
 
     with ExitStack() as stack:
         print("[1/5] starting a local Kafka-compatible broker (Tansu) ...", flush=True)

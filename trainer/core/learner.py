@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.config import ModelSettings
-from trainer.evaluation import Progressive, ranks_of
-from trainer.features import ContextEncoder, ItemFeatures
-from trainer.gravity import ItemGramian, gravity_penalty
-from trainer.history import EMPTY, UserHistory
-from trainer.loss import (
+from trainer.core.settings import ModelSettings
+from trainer.core.evaluation import Progressive, ranks_of
+from trainer.core.features import ContextEncoder, ItemFeatures
+from trainer.core.gravity import ItemGramian, gravity_penalty
+from trainer.core.history import EMPTY, UserHistory
+from trainer.core.loss import (
     EXCLUDED,
     NegativeBlock,
     corrected_logits,
@@ -31,11 +31,11 @@ from trainer.loss import (
     sampled_softmax_loss,
     shared_logits,
 )
-from trainer.model import TwoTower
-from trainer.negatives import Negatives, draw, draw_hard
-from trainer.popularity import DecayedCounts, PopularitySampler
-from trainer.table import SparseGrads
-from trainer.vocab import Vocabulary
+from trainer.core.model import TwoTower
+from trainer.core.negatives import Negatives, draw, draw_hard
+from trainer.core.popularity import DecayedCounts, PopularitySampler
+from trainer.core.table import SparseGrads
+from trainer.core.vocab import Vocabulary
 
 EVICT_EVERY = 64  # batches between staleness sweeps of the vocabularies
 
@@ -436,7 +436,7 @@ class Learner:
 
     # ---- state -----------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        from trainer.learner_state import export_state
+        from trainer.core.learner_state import export_state
 
         return export_state(self)
 
@@ -444,6 +444,6 @@ class Learner:
     def from_state(
         cls, settings: ModelSettings, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
     ) -> Learner:
-        from trainer.learner_state import import_state
+        from trainer.core.learner_state import import_state
 
         return import_state(cls(settings), tensors, meta)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from trainer.popularity import PopularitySampler, SumTree
+from trainer.core.popularity import PopularitySampler, SumTree
 
 if TYPE_CHECKING:
-    from trainer.learner import Learner
+    from trainer.core.learner import Learner
 
 
 def _t(a: np.ndarray) -> torch.Tensor:

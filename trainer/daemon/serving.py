@@ -14,7 +14,7 @@ import torch
 
 from store import Snapshot
 from store.tower import QueryTower
-from trainer.learner import Learner
+from trainer.core.learner import Learner
 
 _USER_CHUNK = 65536
 

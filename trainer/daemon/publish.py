@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from trainer.checkpoint import META, SERVING, CheckpointStore
+from trainer.daemon.checkpoint import META, SERVING, CheckpointStore
 
 if TYPE_CHECKING:
-    from trainer.metrics import WriterMetrics
+    from trainer.daemon.metrics import WriterMetrics
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from trainer import faults
+from trainer.testing import faults
 from trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)

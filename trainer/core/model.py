@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.config import ModelSettings
-from trainer.features import MISSING
-from trainer.table import EmbeddingTable, SparseGrads
+from trainer.core.settings import ModelSettings
+from trainer.core.features import MISSING
+from trainer.core.table import EmbeddingTable, SparseGrads
 
 
 def build_tower(in_dim: int, layers: tuple[int, ...], out_dim: int) -> nn.Sequential:

@@ -1,0 +1,1 @@
+"""Test-mode hooks: fault points and the apply-count oracle (loaded only with --test-mode)."""
