@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.core.settings import ModelSettings
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.negatives import parse_negatives
+from trainer.core.settings import ModelSettings
 
 LOGQ_FLAGS = ("logq", "log_q", "logq_correction", "correct_logq")  # a bool; True = corrected
 CONTEXT_FIELDS = ("context_fields", "context")  # ModelSettings: which context keys ψ reads

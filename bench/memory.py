@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.daemon.allocator import keep_freed_memory
-from trainer.core.settings import ModelSettings
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.negatives import parse_negatives
+from trainer.core.settings import ModelSettings
+from trainer.daemon.allocator import keep_freed_memory
 
 BATCH = 1024
 

@@ -15,9 +15,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from trainer.core.settings import ModelSettings
 from trainer.core.features import parse_fields
 from trainer.core.learner import EventColumns, Learner
+from trainer.core.settings import ModelSettings
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.daemon.allocator import keep_freed_memory
-from trainer.core.settings import ModelSettings
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.negatives import parse_negatives
 from trainer.core.popularity import DecayedCounts
+from trainer.core.settings import ModelSettings
+from trainer.daemon.allocator import keep_freed_memory
 
 DEFAULT_VARIANTS = (
     "popularity:256,in-batch",

@@ -18,9 +18,9 @@ import numpy as np
 from bench import streams
 from bench.isolated import peak_rss_mb, rss_mb
 from bench.models import Batch, columns
-from trainer.core.settings import ModelSettings
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.negatives import parse_negatives
+from trainer.core.settings import ModelSettings
 
 _SAMPLING_FILES = ("trainer/core/negatives.py", "trainer/core/popularity.py")
 

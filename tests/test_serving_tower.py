@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from store.tower import QueryTower
-from trainer.core.settings import ModelSettings
 from trainer.core.features import parse_fields
 from trainer.core.learner import EventColumns, Learner
+from trainer.core.settings import ModelSettings
 from trainer.daemon.serving import export_tower
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from trainer.cli.flags import kafka_options, redis_options
 from trainer.cli.main import build_parser
+from trainer.cli.resolve import redact_url, resolve
 from trainer.daemon.loop import TrainSettings
 from trainer.errors import ConfigError
-from trainer.cli.flags import kafka_options, redis_options
-from trainer.cli.resolve import redact_url, resolve
 
 TRAIN = ["train", "--source", "kafka://b:9092/t", "--checkpoint-dir", "/tmp/c"]
 

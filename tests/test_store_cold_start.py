@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from store import Reader, Snapshot, Writer
-from trainer.core.settings import ModelSettings
 from trainer.core.features import parse_fields
 from trainer.core.learner import EventColumns, Learner
+from trainer.core.settings import ModelSettings
 from trainer.daemon.serving import to_snapshot
 
 

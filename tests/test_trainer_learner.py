@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from tests.clustered import Clustered
-from trainer.core.settings import ModelSettings
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.loss import full_softmax_loss
+from trainer.core.settings import ModelSettings
 
 
 def _full_loss(learner: Learner, cols: EventColumns) -> float:

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 
 from stream.synthetic import World, generate
-from trainer.core.settings import ModelSettings
 from trainer.core.evaluation import folding_rate
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.negatives import parse_negatives
+from trainer.core.settings import ModelSettings
 
 
 def _batches(world: World, events: int, size: int) -> list[EventColumns]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainer.core.settings import ModelSettings
 from trainer.core.learner import EventColumns, Learner
+from trainer.core.settings import ModelSettings
 from trainer.core.sketch import CountMinSketch
 from trainer.core.vocab import Vocabulary
 

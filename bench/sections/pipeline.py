@@ -160,8 +160,8 @@ def _learner_alone(log: Path, n: int) -> float:
 
     from stream.event import Decoder
     from stream.files import iter_lines
-    from trainer.core.settings import ModelSettings
     from trainer.core.learner import EventColumns, Learner
+    from trainer.core.settings import ModelSettings
 
     torch.set_num_threads(1)
     decode = Decoder().decode

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import capabilities
-from trainer.core.settings import ModelSettings
 from trainer.core.negatives import DEFAULT_NEGATIVES, parse_negatives
+from trainer.core.settings import ModelSettings
 
 
 @dataclass(frozen=True)

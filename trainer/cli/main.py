@@ -9,9 +9,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trainer.core.settings import ModelSettings, parse_duration_ms
-from trainer.errors import ConfigError
-from trainer.core.features import FieldSpec, parse_fields
 from trainer.cli.flags import (
     add_kafka_security,
     add_metrics,
@@ -20,8 +17,11 @@ from trainer.cli.flags import (
     redis_options,
     seconds,
 )
-from trainer.core.negatives import DEFAULT_NEGATIVES, parse_negatives
 from trainer.cli.resolve import redact_url, require, resolve
+from trainer.core.features import FieldSpec, parse_fields
+from trainer.core.negatives import DEFAULT_NEGATIVES, parse_negatives
+from trainer.core.settings import ModelSettings, parse_duration_ms
+from trainer.errors import ConfigError
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 log = logging.getLogger("recstream")
@@ -520,8 +520,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_publish(a: argparse.Namespace) -> int:
     from store import Writer
-    from trainer.testing import faults
     from trainer.daemon.publish import publish_latest, watch
+    from trainer.testing import faults
 
     on_stage = None
     if a.test_mode:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer.core.settings import ModelSettings
 from trainer.core.evaluation import Progressive, ranks_of
 from trainer.core.features import ContextEncoder, ItemFeatures
 from trainer.core.gravity import ItemGramian, gravity_penalty
@@ -34,6 +33,7 @@ from trainer.core.loss import (
 from trainer.core.model import TwoTower
 from trainer.core.negatives import Negatives, draw, draw_hard
 from trainer.core.popularity import DecayedCounts, PopularitySampler
+from trainer.core.settings import ModelSettings
 from trainer.core.table import SparseGrads
 from trainer.core.vocab import Vocabulary
 

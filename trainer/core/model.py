@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.core.settings import ModelSettings
 from trainer.core.features import MISSING
+from trainer.core.settings import ModelSettings
 from trainer.core.table import EmbeddingTable, SparseGrads
 
 

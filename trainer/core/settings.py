@@ -7,9 +7,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from trainer.errors import ConfigError
 from trainer.core.features import FieldSpec
 from trainer.core.negatives import DEFAULT_NEGATIVES, NegativeSpec, parse_negatives
+from trainer.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}

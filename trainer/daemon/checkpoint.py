@@ -35,8 +35,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from trainer.testing import faults
 from trainer.errors import CheckpointError
+from trainer.testing import faults
 
 log = logging.getLogger(__name__)
 

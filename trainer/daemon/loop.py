@@ -25,20 +25,20 @@ import torch
 from tqdm import tqdm
 
 from stream import Batch, EventSource, SinkError, SourceError
-from trainer.testing import faults
+from trainer.core.learner import EventColumns, Learner
+from trainer.core.settings import ModelSettings
 from trainer.daemon.allocator import keep_freed_memory
 from trainer.daemon.checkpoint import SERVING, Checkpoint, CheckpointStore
-from trainer.core.settings import ModelSettings
-from trainer.errors import CheckpointError, ConfigError
-from trainer.core.learner import EventColumns, Learner
 from trainer.daemon.lock import DirectoryLock
 from trainer.daemon.metrics import MetricsServer, TrainerMetrics
-from trainer.testing.oracle import ORACLE, ApplyCounts
 from trainer.daemon.publish import read_published
 from trainer.daemon.serving import to_snapshot
 from trainer.daemon.sources import open_source
 from trainer.daemon.watchdog import Progress, Watchdog
 from trainer.daemon.writer_process import WriterProcess
+from trainer.errors import CheckpointError, ConfigError
+from trainer.testing import faults
+from trainer.testing.oracle import ORACLE, ApplyCounts
 
 log = logging.getLogger(__name__)
 
