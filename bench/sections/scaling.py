@@ -139,8 +139,9 @@ def _grid(results: Results, sizes: Sizes, progress: Progress, quick: bool) -> No
             "Median events/s of the learner's step over repeated timed runs (d=64, sparse "
             "Adagrad), "
             "each thread count in its own process (2 threads with OMP_PROC_BIND=true "
-            "OMP_WAIT_POLICY=ACTIVE). Sampling share: time inside trainer/core/negatives.py and "
-            "trainer/core/popularity.py (counting, sampler, logQ, hard-negative draws) over the time of "
+            "OMP_WAIT_POLICY=ACTIVE). Sampling share: time inside trainer/core/negatives.py "
+            "and trainer/core/popularity.py (counting, sampler, logQ, hard-negative draws) over "
+            "the time of "
             "learn(), by cProfile over 8 steps. Targets (issue 3): >= 30k events/s for "
             "popularity:1024 at B=1024 over 1M items; sampling share <= 25%."
         ),
