@@ -12,7 +12,7 @@ import pytest
 from trainer.cli.flags import kafka_options, redis_options
 from trainer.cli.main import build_parser
 from trainer.cli.resolve import redact_url, resolve
-from trainer.daemon.loop import TrainSettings
+from trainer.daemon.settings import TrainSettings
 from trainer.errors import ConfigError
 
 TRAIN = ["train", "--source", "kafka://b:9092/t", "--checkpoint-dir", "/tmp/c"]

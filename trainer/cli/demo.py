@@ -31,7 +31,8 @@ def run_demo(
     from stream.broker import LocalBroker
     from stream.replay import replay
     from stream.synthetic import World, generate, write_jsonl
-    from trainer.daemon.loop import Trainer, TrainSettings
+    from trainer.daemon.loop import Trainer
+    from trainer.daemon.settings import TrainSettings
     from trainer.daemon.status import status
 
     with ExitStack() as stack:

@@ -460,7 +460,8 @@ def fields(text: str, flag: str) -> tuple[FieldSpec, ...]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from trainer.daemon.loop import Trainer, TrainSettings
+    from trainer.daemon.loop import Trainer
+    from trainer.daemon.settings import TrainSettings
 
     settings = TrainSettings(
         source=a.source,

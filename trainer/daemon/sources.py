@@ -6,12 +6,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from stream import Batch, EventSource, parse_uri
-
-if TYPE_CHECKING:
-    from trainer.daemon.loop import TrainSettings
+from trainer.daemon.settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
