@@ -44,7 +44,7 @@ def _train_scores(settings: ModelSettings) -> torch.Tensor:
     learner = Learner(settings)
     for cols in _tiny_batches():
         learner.learn(cols)
-    return learner.scores(np.sort(learner.users.admitted_rows()))
+    return learner.scoring.scores(np.sort(learner.users.admitted_rows()))
 
 
 def _off(value: Any) -> Any:

@@ -120,7 +120,7 @@ class Softmax:
     def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
         learner = self.learner
         ctx = contexts(queries) if self.context else None
-        by_row = learner.scores_for(str_ids(queries.users), ctx)
+        by_row = learner.scoring.scores_for(str_ids(queries.users), ctx)
         rows = learner.items.lookup(str_ids(np.arange(n_items), "i"))
         out = by_row.new_full((len(queries), n_items), -torch.inf)
         have = np.flatnonzero(rows >= 0)

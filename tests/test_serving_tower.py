@@ -47,12 +47,12 @@ def test_numpy_tower_matches_the_trainer_for_a_new_user():
         tower = QueryTower.from_bytes(export_tower(learner).to_bytes())
         recent = ["i3", "i7", "i11"]
         rows = learner.items.lookup(recent)
-        vectors = learner.item_vectors(rows).numpy()
+        vectors = learner.scoring.item_vectors(rows).numpy()
         ctx = {"device": "d1", "price": 61.5, "unknown": "x"}
         got = tower.query(vectors, ctx)
         # the trainer's view of a never-seen user whose pending history holds those items
         learner.history.pending["newcomer"] = rows.tolist()
-        want = learner.query_for(["newcomer"], [ctx])[0].numpy()
+        want = learner.scoring.query_for(["newcomer"], [ctx])[0].numpy()
         assert got.shape == (9,) and got[-1] == 1.0
         np.testing.assert_allclose(got[:-1], want, rtol=1e-4, atol=1e-5)
 
@@ -61,4 +61,4 @@ def test_empty_history_and_context_give_a_finite_query():
     learner = _learner(())
     tower = QueryTower.from_bytes(export_tower(learner).to_bytes())
     q = tower.query(np.zeros((0, 9), np.float32), None)
-    assert np.isfinite(q).all() and torch.isfinite(learner.query_for(["nobody"])).all()
+    assert np.isfinite(q).all() and torch.isfinite(learner.scoring.query_for(["nobody"])).all()

@@ -84,7 +84,7 @@ def test_recommend_for_a_new_user_follows_context(redis_url, namespace, contextu
     plain = reader.recommend_for(k=3, exclude=["i0"])
     assert len(plain) == 3 and "i0" not in [r["item"] for r in plain]
     # the tower agrees with the trainer's own view of such a user
-    want = contextual.scores_for(["nobody"], [{"device": "d1"}])[0]
+    want = contextual.scoring.scores_for(["nobody"], [{"device": "d1"}])[0]
     top = [contextual.items.id_of(int(r)) for r in want.topk(5).indices]
     assert set(top) == set(d1)
 

@@ -15,7 +15,7 @@ def _full_loss(learner: Learner, cols: EventColumns) -> float:
     u = learner.users.lookup(cols.users)
     i = learner.items.lookup(cols.items)
     ok = (u >= 0) & (i >= 0)
-    scores = learner.scores(u[ok])
+    scores = learner.scoring.scores(u[ok])
     return float(full_softmax_loss(scores, torch.from_numpy(i[ok]), torch.ones(int(ok.sum()))))
 
 
@@ -32,7 +32,7 @@ def test_learns_clusters_and_beats_uniform():
     assert after < before - 0.3
     assert after < np.log(data.items) - 0.5  # clearly better than a uniform guess
     users = learner.users.admitted_rows()[:50]
-    top = learner.scores(users).topk(10).indices.numpy()
+    top = learner.scoring.scores(users).topk(10).indices.numpy()
     ids, uids = learner.items.ids(), learner.users.ids()
     own = np.mean(
         [
@@ -62,7 +62,7 @@ def test_state_round_trip_resumes_exactly():
     for b in batches[3:]:
         resumed.learn(b)
     users = straight.users.admitted_rows()
-    assert torch.allclose(straight.scores(users), resumed.scores(users), atol=1e-5)
+    assert torch.allclose(straight.scoring.scores(users), resumed.scoring.scores(users), atol=1e-5)
     assert straight.items.ids() == resumed.items.ids()
     assert resumed.events_applied == straight.events_applied == 6 * 256
 
@@ -93,7 +93,7 @@ def test_new_ids_grow_tables_without_restart():
     assert len(learner.users) == len(learner.items) == n
     assert learner.model.items.capacity >= n
     rows = learner.users.lookup(["u0", f"u{n - 1}"])
-    assert torch.isfinite(learner.scores(rows)).any(dim=1).all()
+    assert torch.isfinite(learner.scoring.scores(rows)).any(dim=1).all()
 
 
 def test_every_strategy_trains_and_improves():

@@ -4,6 +4,7 @@ logQ makes sampled training rank like the full softmax; negatives and gravity st
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from stream.synthetic import World, generate
@@ -39,10 +40,11 @@ def _train(batches: list[EventColumns], spec: str, **kw) -> Learner:
 
 def _top10(learner: Learner, users: list[str]) -> list[set[str]]:
     ids = learner.items.ids()
-    top = learner.scores(learner.users.lookup(users)).topk(10).indices.tolist()
+    top = learner.scoring.scores(learner.users.lookup(users)).topk(10).indices.tolist()
     return [{ids[j] for j in row} for row in top]
 
 
+@pytest.mark.slow
 def test_logq_corrected_sampling_ranks_like_the_full_softmax():
     """Top-10 overlap with a full-softmax model. The bar is relative to the overlap of two
     full-softmax models that differ only in their seed (the noise ceiling, ~0.88 here):
@@ -78,7 +80,7 @@ def test_negatives_then_gravity_stop_folding():
     def rate(learner: Learner) -> float:
         rows = learner.users.admitted_rows()
         users = [learner.users.id_of(int(r)) for r in rows]
-        top = learner.scores(rows).topk(10).indices.numpy()
+        top = learner.scoring.scores(rows).topk(10).indices.numpy()
         groups = np.array([-1 if i is None else world.item_cluster(i) for i in learner.items.ids()])
         return folding_rate(groups[top], [{world.user_cluster(int(u))} for u in users])
 

@@ -83,7 +83,7 @@ def test_learner_restart_maps_ids_to_the_same_rows():
     # all 40 items went idle; i0 came back at once (its sightings are still counted)
     assert learner.items.evicted == resumed.items.evicted == 40
     rows = learner.users.admitted_rows()
-    assert torch.allclose(learner.scores(rows), resumed.scores(rows), atol=1e-5)
+    assert torch.allclose(learner.scoring.scores(rows), resumed.scoring.scores(rows), atol=1e-5)
 
 
 def test_evicted_item_rows_leave_histories_and_counts():
@@ -115,7 +115,9 @@ def test_context_fields_reach_the_query_tower():
                 [{"device": f"d{d}"} for d in dev],
             )
         )
-    scores = learner.scores_for(["never-seen", "never-seen"], [{"device": "d0"}, {"device": "d1"}])
+    scores = learner.scoring.scores_for(
+        ["never-seen", "never-seen"], [{"device": "d0"}, {"device": "d1"}]
+    )
     i0, i1 = learner.items.row("i0"), learner.items.row("i1")
     assert scores[0, i0] > scores[0, i1] and scores[1, i1] > scores[1, i0]
     assert Learner(s).model.tower[0].in_features == 16  # no context: user + history only
@@ -141,6 +143,6 @@ def test_a_new_item_starts_near_items_that_share_its_features():
     # a brand-new item of category "a", seen once by someone of group b (its first sighting)
     learner.learn(_cols(["u1-0"], ["a-new"], 2_000, [{"item_category": "a"}]))
     rows = learner.items.lookup(["a-new", "a0", "a1", "b0", "b1"])
-    v = torch.nn.functional.normalize(learner.item_vectors(rows), dim=1)
+    v = torch.nn.functional.normalize(learner.scoring.item_vectors(rows), dim=1)
     same, other = float(v[0] @ v[1:3].mean(0)), float(v[0] @ v[3:5].mean(0))
     assert same > other + 0.3, (same, other)

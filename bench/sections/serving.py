@@ -65,7 +65,7 @@ def section(results: Results, sizes: Sizes, progress: Progress) -> None:
 
         def psi(q: int, learner: Any = learner) -> np.ndarray:
             rows = learner.users.admitted_rows()
-            v = learner.query_vectors(rows[q % len(rows) : q % len(rows) + 1]).numpy()[0]
+            v = learner.scoring.query_vectors(rows[q % len(rows) : q % len(rows) + 1]).numpy()[0]
             return np.append(v, np.float32(1.0))
 
         def softmax(q: int, psi: Callable[[int], np.ndarray] = psi) -> None:

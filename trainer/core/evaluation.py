@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from river import drift, stats, utils
 
+from trainer.core.state import Arrays, Meta
+
 log = logging.getLogger(__name__)
 
 MISS = np.iinfo(np.int64).max  # the rank of an item the model cannot score (unknown to it)
@@ -84,20 +86,21 @@ class Progressive:
         out["loss_rolling"] = round(self.loss_rolling.get(), 5)  # type: ignore[operator]
         return out
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> tuple[Arrays, Meta]:
         """Running figures survive a restart; rolling windows and the detector start afresh."""
-        return {
+        meta = {
             "running": {str(k): [self.running[k].n, self.running[k].get()] for k in self.ks},
             "loss": [self.loss.n, self.loss.get()],
             "drifts": self.drifts,
         }
+        return {}, meta
 
-    def load(self, state: dict[str, Any]) -> None:
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
         for k in self.ks:
-            n, mean = state["running"].get(str(k), [0, 0.0])
+            n, mean = meta["running"].get(str(k), [0, 0.0])
             self.running[k].n, self.running[k]._mean = n, mean
-        self.loss.n, self.loss._mean = state["loss"]
-        self.drifts = int(state["drifts"])
+        self.loss.n, self.loss._mean = meta["loss"]
+        self.drifts = int(meta["drifts"])
 
 
 def folding_rate(top_groups: np.ndarray, touched: list[set[int]]) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from store.features import bucket_of
+from trainer.core.state import Arrays, Meta, as_numpy
 
 MISSING = -1
 
@@ -106,13 +107,14 @@ class ContextEncoder:
         z = (raw - self.mean) / self.std()
         return np.clip(np.nan_to_num(z, nan=0.0), -5, 5).astype(np.float32)
 
-    def state(self) -> dict[str, Any]:
-        return {"count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+    def state(self) -> tuple[Arrays, Meta]:
+        meta = {"count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+        return {}, meta
 
-    def load(self, state: dict[str, Any]) -> None:
-        self.count = np.array(state["count"], dtype=np.float64)
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self.m2 = np.array(state["m2"], dtype=np.float64)
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        self.count = np.array(meta["count"], dtype=np.float64)
+        self.mean = np.array(meta["mean"], dtype=np.float64)
+        self.m2 = np.array(meta["m2"], dtype=np.float64)
 
 
 class ItemFeatures:
@@ -122,8 +124,10 @@ class ItemFeatures:
         self.fields = [f.name for f in fields]
         self.encoder = ContextEncoder(tuple(FieldSpec(f) for f in self.fields), buckets)
         self.rows = np.full((capacity, len(self.fields)), MISSING, dtype=np.int64)
+        self.used = 0  # item rows in use
 
     def ensure(self, n: int) -> None:
+        self.used = max(self.used, n)
         if n > len(self.rows):
             grown = np.full((max(n, 2 * len(self.rows)), len(self.fields)), MISSING, np.int64)
             grown[: len(self.rows)] = self.rows
@@ -141,3 +145,11 @@ class ItemFeatures:
     def reset(self, items: np.ndarray) -> None:
         if len(items):
             self.rows[items] = MISSING
+
+    def state(self) -> tuple[Arrays, Meta]:
+        return {"rows": self.rows[: self.used].copy()}, {}
+
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        rows = as_numpy(arrays["rows"])
+        self.ensure(len(rows))
+        self.rows[: len(rows)] = rows

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from trainer.core.state import Arrays, Meta, as_tensor
+
 
 class ItemGramian:
     def __init__(self, dim: int, refresh: int = 512) -> None:
@@ -43,6 +45,16 @@ class ItemGramian:
 
     def matrix(self) -> torch.Tensor:
         return self.gram.float()
+
+    def state(self) -> tuple[Arrays, Meta]:
+        return {"gram": self.gram.clone()}, {"rows": self.rows, "updates": self._updates}
+
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        if "gram" not in arrays:  # recstream 0.1 kept no Gramian: the next step recomputes it
+            self.rows = 0
+            return
+        self.gram = as_tensor(arrays["gram"]).clone()
+        self.rows, self._updates = int(meta["rows"]), int(meta["updates"])
 
 
 def gravity_penalty(

@@ -11,8 +11,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+
+from trainer.core.state import Arrays, Meta, as_numpy
 
 EMPTY = -1
+
+
+def history_mean(table: torch.Tensor, hist: np.ndarray) -> torch.Tensor:
+    """Mean of `table` rows named by `hist` (B, L), EMPTY entries skipped; zeros if none."""
+    valid = hist != EMPTY
+    rows = torch.from_numpy(np.where(valid, hist, 0))
+    mask = torch.from_numpy(valid).unsqueeze(-1).to(table.dtype)
+    return (table[rows] * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 class UserHistory:
@@ -32,8 +43,11 @@ class UserHistory:
         self.next = np.zeros(capacity, dtype=np.int64)  # write position = items pushed so far
         self.pending: OrderedDict[str, list[int]] = OrderedDict()
         self.pending_capacity = pending_capacity
+        self.used = 0  # user rows in use (what a checkpoint keeps)
 
     def ensure(self, rows: int) -> None:
+        """User rows [0, `rows`) are in use."""
+        self.used = max(self.used, rows)
         cap = self.items.shape[0]
         if rows > cap:
             new_cap = max(rows, 2 * cap)
@@ -111,17 +125,16 @@ class UserHistory:
             for lst in self.pending.values():
                 lst[:] = [x for x in lst if x not in gone]
 
-    def arrays(self, rows: int) -> dict[str, np.ndarray]:
-        return {"items": self.items[:rows].copy(), "next": self.next[:rows].copy()}
+    def state(self) -> tuple[Arrays, Meta]:
+        rows = self.used
+        arrays: Arrays = {"items": self.items[:rows].copy(), "next": self.next[:rows].copy()}
+        return arrays, {"pending": list(self.pending.items())}
 
-    def pending_state(self) -> list[tuple[str, list[int]]]:
-        return list(self.pending.items())
-
-    def load(self, arrays: dict[str, np.ndarray], pending: list | None = None) -> None:
-        items = arrays["items"]
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        items = as_numpy(arrays["items"])
         if items.shape[1] != self.length:
             raise ValueError(f"checkpoint history length {items.shape[1]} != setting {self.length}")
         self.ensure(items.shape[0])
         self.items[: items.shape[0]] = items
-        self.next[: items.shape[0]] = arrays["next"]
-        self.pending = OrderedDict((k, list(v)) for k, v in (pending or []))
+        self.next[: items.shape[0]] = as_numpy(arrays["next"])
+        self.pending = OrderedDict((k, list(v)) for k, v in meta.get("pending") or [])

@@ -16,6 +16,7 @@ from torch import nn
 
 from trainer.core.features import MISSING
 from trainer.core.settings import ModelSettings
+from trainer.core.state import Arrays, Meta, as_tensor, prefixed, unprefixed
 from trainer.core.table import EmbeddingTable, SparseGrads
 
 
@@ -50,6 +51,11 @@ class TwoTower:
         def table(dim: int, init: float, rows: int = 1024) -> EmbeddingTable:
             return EmbeddingTable(dim, lr=s.lr, init_std=init, generator=gen, capacity=rows)
 
+        def fixed(rows: int) -> EmbeddingTable:  # hashed features: every row in use from the start
+            t = table(s.dim, std, rows)
+            t.ensure(rows)
+            return t
+
         # a new user starts at zero: ψ is its history and context until its own signal accrues
         # (a random start only adds noise to its first recommendations: measured +4% recall@10
         # on users' first 3 events)
@@ -57,8 +63,8 @@ class TwoTower:
         # with item features, an item's own vector starts small: its features place it
         self.items = table(s.dim, std * (0.1 if s.item_features else 1.0))
         self.item_bias = table(1, 0.0)
-        self.context = [table(s.dim, std, s.feature_buckets) for _ in range(n_cat)]
-        self.item_feats = [table(s.dim, std, s.feature_buckets) for _ in s.item_features]
+        self.context = [fixed(s.feature_buckets) for _ in range(n_cat)]
+        self.item_feats = [fixed(s.feature_buckets) for _ in s.item_features]
         self.tower = build_tower((2 + n_cat) * s.dim + n_num, s.layers, s.dim)
         self.dense_opt = torch.optim.Adagrad(self.tower.parameters(), lr=s.dense_lr)
 
@@ -67,6 +73,35 @@ class TwoTower:
         out.update({f"context{k}": t for k, t in enumerate(self.context)})
         out.update({f"item_feature{k}": t for k, t in enumerate(self.item_feats)})
         return out
+
+    def state(self) -> tuple[Arrays, Meta]:
+        """Tables (``{name}.weight``, ``{name}.accum``), the tower, its optimiser state and the
+        generator of new rows' initial values."""
+        arrays: Arrays = {"rng.tables": self.generator.get_state()}
+        tables: Meta = {}
+        for name, table in self.tables().items():
+            part, tables[name] = table.state()
+            arrays.update(prefixed(part, f"{name}."))
+        for k, v in self.tower.state_dict().items():
+            arrays[f"tower.{k}"] = v.detach().clone()
+        for idx, st in self.dense_opt.state_dict()["state"].items():
+            for k, v in st.items():
+                arrays[f"dense_opt.{idx}.{k}"] = torch.as_tensor(v).clone()
+        return arrays, {"tables": tables}
+
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        tables = meta.get("tables", {})  # absent in checkpoints of recstream 0.1
+        for name, table in self.tables().items():
+            table.load_state(unprefixed(arrays, f"{name}."), tables.get(name, {}))
+        self.tower.load_state_dict(
+            {k: as_tensor(v) for k, v in unprefixed(arrays, "tower.").items()}
+        )
+        opt_state = self.dense_opt.state_dict()
+        for key, v in unprefixed(arrays, "dense_opt.").items():
+            idx, name = key.split(".", 1)
+            opt_state["state"].setdefault(int(idx), {})[name] = as_tensor(v)
+        self.dense_opt.load_state_dict(opt_state)
+        self.generator.set_state(as_tensor(arrays["rng.tables"]))
 
     def embed(
         self, table: EmbeddingTable, rows: np.ndarray, grads: SparseGrads | None = None

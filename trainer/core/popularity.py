@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from trainer.core.state import Arrays, Meta, as_numpy
+
 # Counts are stored scaled to a reference time, so decay costs nothing per event:
 # decayed(t) = stored · 2^(-(t - ref)/half_life). Rescale before the factor overflows.
 _MAX_EXPONENT = 256.0
@@ -97,24 +99,22 @@ class DecayedCounts:
             return np.zeros(len(rows))
         return self.stored[rows] / self.total_stored
 
-    def state(self) -> dict[str, object]:
-        return {
+    def state(self) -> tuple[Arrays, Meta]:
+        meta = {
             "half_life_ms": self.half_life_ms,
             "ref_ms": self.ref_ms,
             "rows": self.rows,
             "total_stored": self.total_stored,  # kept, not re-summed: resume must be bit-exact
         }
+        return {"stored": self.stored[: self.rows].copy()}, meta
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"stored": self.stored[: self.rows].copy()}
-
-    def load(self, state: dict, arrays: dict[str, np.ndarray]) -> None:
-        self.ref_ms = state["ref_ms"]
-        rows = int(state["rows"])
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        self.ref_ms = meta["ref_ms"]
+        rows = int(meta["rows"])
         self.stored = np.zeros(max(rows, 1024), dtype=np.float64)
-        self.stored[:rows] = arrays["stored"]
+        self.stored[:rows] = as_numpy(arrays["stored"])
         self.rows = rows
-        self.total_stored = float(state["total_stored"])
+        self.total_stored = float(meta["total_stored"])
 
 
 class SumTree:
@@ -227,6 +227,17 @@ class PopularitySampler:
 
     def log_prob(self, rows: np.ndarray) -> np.ndarray:
         return np.log(self.prob(rows))
+
+    def state(self) -> tuple[Arrays, Meta]:
+        """The tree (not rebuilt from the counts on load: its float sums must stay bit-exact)
+        and the generator."""
+        return {"tree": self.tree.tree.copy()}, {"rng": self.rng.bit_generator.state}
+
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        tree = as_numpy(arrays["tree"])
+        self.tree = SumTree(len(tree) // 2)
+        self.tree.tree[:] = tree
+        self.rng.bit_generator.state = meta["rng"]
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n rows (with replacement) and each row's probability q under this distribution."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trainer.core.state import Arrays, Meta, as_tensor
+
 INITIAL_ACCUMULATOR = 0.1  # Adagrad's usual start: damps the first steps of a new row
 
 
@@ -31,6 +33,7 @@ class EmbeddingTable:
         self._gen = generator
         self.weight = torch.empty(0, dim)
         self.accum = torch.empty(0, dim)
+        self.used = 0  # rows handed out so far (the rest is room to grow into)
         self._grow_to(capacity)
 
     @property
@@ -38,9 +41,11 @@ class EmbeddingTable:
         return self.weight.shape[0]
 
     def ensure(self, rows: int) -> None:
-        """Make room for at least `rows` rows (doubling, so growth is amortised O(1))."""
+        """Rows [0, `rows`) are in use; make room for them (doubling, so growth is amortised
+        O(1))."""
         if rows > self.capacity:
             self._grow_to(max(rows, 2 * self.capacity))
+        self.used = max(self.used, rows)
 
     def _grow_to(self, capacity: int) -> None:
         old = self.capacity
@@ -70,16 +75,27 @@ class EmbeddingTable:
         self.accum[unique_rows] = acc
         self.weight[unique_rows] -= self.lr * grad / (acc.sqrt_() + self.eps)
 
-    def state(self, rows: int) -> dict[str, torch.Tensor]:
-        return {"weight": self.weight[:rows].clone(), "accum": self.accum[:rows].clone()}
+    def state(self) -> tuple[Arrays, Meta]:
+        """The rows in use, and the capacity: growth draws new rows' initial values from the
+        shared generator, so a resumed table must grow at the same points to stay exact."""
+        arrays: Arrays = {
+            "weight": self.weight[: self.used].clone(),
+            "accum": self.accum[: self.used].clone(),
+        }
+        return arrays, {"capacity": self.capacity, "used": self.used}
 
-    def load(self, state: dict[str, torch.Tensor]) -> None:
-        rows = state["weight"].shape[0]
-        if state["weight"].shape[1] != self.dim:
-            raise ValueError(f"table dim {state['weight'].shape[1]} != model dim {self.dim}")
-        self.ensure(rows)
-        self.weight[:rows] = state["weight"]
-        self.accum[:rows] = state["accum"]
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        weight, accum = as_tensor(arrays["weight"]), as_tensor(arrays["accum"])
+        rows = weight.shape[0]
+        if weight.shape[1] != self.dim:
+            raise ValueError(f"table dim {weight.shape[1]} != model dim {self.dim}")
+        # a checkpoint of recstream 0.1 holds no capacity: the table is as big as its rows
+        capacity = int(meta.get("capacity", rows))
+        if capacity > self.capacity:
+            self._grow_to(capacity)
+        self.weight[:rows] = weight
+        self.accum[:rows] = accum
+        self.used = int(meta.get("used", rows))
 
 
 class SparseGrads:

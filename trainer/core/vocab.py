@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from trainer.core.sketch import CountMinSketch, stable_hash
+from trainer.core.state import Arrays, Meta, as_numpy
 
 
 class Vocabulary:
@@ -171,30 +171,28 @@ class Vocabulary:
         return out
 
     # ---- state -----------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return {
-            "ids": self._ids,
-            "free": self._free,
+    def state(self) -> tuple[Arrays, Meta]:
+        arrays: Arrays = {"last_seen": self.last_seen[: len(self._ids)].copy()}
+        if self._sketch is not None:
+            arrays["sketch"] = self._sketch.table.copy()
+        meta = {
+            "ids": list(self._ids),
+            "free": list(self._free),
             "admitted": self.admitted,
             "evicted": self.evicted,
             "sketch_increments": self._sketch.increments if self._sketch else 0,
         }
+        return arrays, meta
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {"last_seen": self.last_seen[: len(self._ids)].copy()}
-        if self._sketch is not None:
-            out["sketch"] = self._sketch.table
-        return out
-
-    def load(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self._ids = list(state["ids"])
+    def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        self._ids = list(meta["ids"])
         self._rows = {i: r for r, i in enumerate(self._ids) if i is not None}
-        self._free = list(state["free"])
-        self.admitted, self.evicted = int(state["admitted"]), int(state["evicted"])
-        seen = arrays["last_seen"]
+        self._free = list(meta["free"])
+        self.admitted, self.evicted = int(meta["admitted"]), int(meta["evicted"])
+        seen = as_numpy(arrays["last_seen"])
         self.last_seen = np.zeros(max(len(seen), 1024), dtype=np.int64)
         self.last_seen[: len(seen)] = seen
         if self._sketch is not None and "sketch" in arrays:
-            self._sketch.table = arrays["sketch"].copy()
-            self._sketch.increments = int(state["sketch_increments"])
+            self._sketch.table = as_numpy(arrays["sketch"]).copy()
+            self._sketch.increments = int(meta["sketch_increments"])
         self._fresh, self._freed = [], []

@@ -21,14 +21,14 @@ _USER_CHUNK = 65536
 
 @torch.no_grad()
 def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str, str]) -> Snapshot:
-    rows, V, offset = learner.item_matrix()
+    rows, V, offset = learner.scoring.item_matrix()
     items = torch.cat([V, offset.unsqueeze(1)], dim=1).numpy().astype(np.float32, copy=True)
     item_ids = [learner.items.id_of(int(r)) or "" for r in rows]
     user_rows = np.sort(learner.users.admitted_rows())
     users = np.empty((len(user_rows), learner.model.dim + 1), dtype=np.float32)
     for lo in range(0, len(user_rows), _USER_CHUNK):
         chunk = user_rows[lo : lo + _USER_CHUNK]
-        users[lo : lo + len(chunk), :-1] = learner.query_vectors(chunk).numpy()
+        users[lo : lo + len(chunk), :-1] = learner.scoring.query_vectors(chunk).numpy()
     users[:, -1] = 1.0
     return Snapshot(
         version=version,

@@ -1,0 +1,46 @@
+"""The learner's state: an earlier recstream's checkpoint still loads and scores the same."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load
+
+from trainer.core.features import parse_fields
+from trainer.core.learner import Learner
+from trainer.core.negatives import parse_negatives
+from trainer.core.settings import ModelSettings
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_schema_1_learner_state_loads_and_scores_as_it_did():
+    """tests/data/learner-v1.tar.gz: a learner state saved by recstream 0.1 (checkpoint schema 1)
+    with the scores it gave three users then."""
+    with tarfile.open(DATA / "learner-v1.tar.gz") as tar:
+        tensors = load(tar.extractfile("state.safetensors").read())  # type: ignore[union-attr]
+        saved = json.load(tar.extractfile("learner.json"))  # type: ignore[arg-type]
+    s = saved["settings"]
+    settings = ModelSettings(
+        dim=s["dim"],
+        history=s["history"],
+        min_count=s["min_count"],
+        buckets=s["buckets"],
+        negatives=parse_negatives(s["negatives"]),
+        context_fields=parse_fields(s["context_fields"]),
+        item_features=parse_fields(s["item_features"]),
+        seed=s["seed"],
+    )
+    learner = Learner.from_state(settings, tensors, saved["meta"])
+    scores = learner.scoring.scores_for(saved["users"], [saved["context"]] * len(saved["users"]))
+    want = torch.tensor(saved["scores"])
+    assert torch.allclose(scores[:, saved["rows"]], want, atol=1e-5)
+    assert learner.events_applied == saved["meta"]["events_applied"]
+    # and it saves in today's layout, which loads back to the same scores
+    again = Learner.from_state(settings, *learner.state())
+    assert torch.equal(
+        again.scoring.scores_for(saved["users"]), learner.scoring.scores_for(saved["users"])
+    )

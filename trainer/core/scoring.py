@@ -1,0 +1,118 @@
+"""Scoring: ψ for any user, the scores of the whole catalogue, and the item side as served.
+
+score(x, j) = ψ(x)·Ṽ_j + b_j + w·log(1 + c_j). A `Scorer` reads a learner's parts at call time
+and changes nothing; progressive evaluation, the benchmarks, the writer's snapshot and the tests
+all score through it, so they see the model exactly as it would be served.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from trainer.core.history import EMPTY, history_mean
+
+if TYPE_CHECKING:
+    from trainer.core.learner import Learner
+
+
+class Scorer:
+    def __init__(self, learner: Learner) -> None:
+        self._lr = learner
+
+    def prior(self, rows: np.ndarray, now_ms: float | None = None) -> torch.Tensor:
+        """The popularity logit offset w·log(1 + decayed count) of item rows (0 when off)."""
+        lr = self._lr
+        w = lr.settings.popularity_prior
+        counts = lr.counts
+        if w == 0 or len(rows) == 0 or (counts.ref_ms is None and counts.half_life_ms):
+            return torch.zeros(len(rows))
+        now = now_ms if now_ms is not None else max(lr.last_ts, counts.ref_ms or 0)
+        return torch.from_numpy(w * np.log1p(counts.at(rows, now))).float()
+
+    @torch.no_grad()
+    def item_vectors(self, rows: np.ndarray) -> torch.Tensor:
+        """Ṽ of item rows: own vector + item-feature term."""
+        m = self._lr.model
+        V = m.items.weight[torch.from_numpy(rows)]
+        term = m.feature_term(self._lr.item_features.rows[rows])
+        return V if term is None else V + term
+
+    @torch.no_grad()
+    def score_all(self, psi: torch.Tensor, valid: np.ndarray | None = None) -> torch.Tensor:
+        """Scores of every row for queries ψ (B, n_rows); rows that are not items get -inf."""
+        lr = self._lr
+        m = lr.model
+        n = lr.items.rows_used
+        scores = psi @ m.items.weight[:n].T + m.item_bias.weight[:n, 0] + self.prior(np.arange(n))
+        feats = lr.item_features.rows[:n]
+        for f, table in enumerate(m.item_feats):  # ψ·F_f gathered per item: no (n, d) copy
+            have = feats[:, f] >= 0
+            scores[:, torch.from_numpy(have)] += (psi @ table.weight.T)[
+                :, torch.from_numpy(feats[have, f])
+            ]
+        mask = lr.item_valid[:n] if valid is None else valid[:n]
+        return scores.masked_fill_(~torch.from_numpy(mask).unsqueeze(0), float("-inf"))
+
+    def query(
+        self,
+        user_rows: np.ndarray,
+        ids: list[str],
+        contexts: list[dict[str, Any]],
+        cold: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """ψ of user rows; `cold` users (no row of their own) are served without an embedding."""
+        lr = self._lr
+        m = lr.model
+        user_vecs = m.users.weight[torch.from_numpy(user_rows)]
+        if cold is None:
+            cold = user_rows < lr.users.buckets
+        if cold.any():
+            user_vecs = user_vecs.masked_fill(torch.from_numpy(cold).unsqueeze(1), 0.0)
+        hist = lr.history.get(user_rows, ids, lr.users.buckets)
+        valid = hist != EMPTY
+        Vf = self.item_vectors(hist[valid]) if valid.any() else torch.zeros(1, m.dim)
+        local = np.full(hist.shape, EMPTY, dtype=np.int64)
+        local[valid] = np.arange(int(valid.sum()))
+        cat_rows, nums = lr.context.encode(contexts)
+        return m.query(user_vecs, history_mean(Vf, local), m.context_inputs(cat_rows, nums))
+
+    @torch.no_grad()
+    def query_for(
+        self, users: list[str], contexts: list[dict[str, Any]] | None = None
+    ) -> torch.Tensor:
+        """ψ for any user ids (known, pending or never seen), with optional contexts."""
+        lr = self._lr
+        rows = lr.users.lookup(users, pending_to_bucket=True)
+        unknown = rows < 0
+        rows = np.where(unknown, 0, rows)
+        cold = unknown | (rows < lr.users.buckets)
+        return self.query(rows, users, contexts or [{}] * len(users), cold)
+
+    @torch.no_grad()
+    def query_vectors(self, user_rows: np.ndarray) -> torch.Tensor:
+        """ψ of admitted user rows (no context): what the writer publishes per user."""
+        ids = [self._lr.users.id_of(int(r)) or "" for r in user_rows]
+        return self.query(user_rows, ids, [{}] * len(user_rows))
+
+    @torch.no_grad()
+    def scores(self, user_rows: np.ndarray) -> torch.Tensor:
+        """Scores of every item row for admitted user rows: (B, n_rows), -inf off-catalogue."""
+        return self.score_all(self.query_vectors(user_rows))
+
+    @torch.no_grad()
+    def scores_for(
+        self, users: list[str], contexts: list[dict[str, Any]] | None = None
+    ) -> torch.Tensor:
+        """Scores of every item row for any user ids, as served (see `query_for`)."""
+        return self.score_all(self.query_for(users, contexts))
+
+    @torch.no_grad()
+    def item_matrix(self) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """(rows, Ṽ, offset) of every admitted item: offset = bias + popularity prior."""
+        lr = self._lr
+        rows = np.flatnonzero(lr.item_valid[: lr.items.rows_used])
+        offset = lr.model.item_bias.weight[torch.from_numpy(rows), 0] + self.prior(rows)
+        return rows, self.item_vectors(rows), offset

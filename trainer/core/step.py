@@ -1,0 +1,130 @@
+"""The training step: one sampled-softmax update of the rows and the tower a batch touches.
+
+Given the batch's user and item rows, histories, context inputs and drawn negatives: gather
+every row the step reads once per table (positives, negatives, histories), compute ψ, the
+positives' scores and each negative block's corrected logits (loss.py), add gravity if asked,
+backpropagate, and apply row-sparse Adagrad to exactly the gathered rows (table.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from trainer.core.gravity import gravity_penalty
+from trainer.core.history import EMPTY, history_mean
+from trainer.core.loss import (
+    EXCLUDED,
+    NegativeBlock,
+    corrected_logits,
+    hit_pairs,
+    positives_only_loss,
+    sampled_softmax_loss,
+    shared_logits,
+)
+from trainer.core.negatives import Negatives, draw_hard
+from trainer.core.table import SparseGrads
+
+if TYPE_CHECKING:
+    from trainer.core.learner import Learner
+
+
+class Step:
+    def __init__(self, learner: Learner) -> None:
+        self._lr = learner
+
+    def run(
+        self,
+        u: np.ndarray,
+        i: np.ndarray,
+        hist: np.ndarray,
+        cat_rows: np.ndarray,
+        nums: np.ndarray,
+        neg: Negatives,
+        weights: np.ndarray,
+    ) -> float:
+        """One update; returns the batch's loss (before the update)."""
+        lr = self._lr
+        m, s = lr.model, lr.settings
+        b, n = len(i), len(neg.rows)
+        grads = SparseGrads()
+        valid = hist != EMPTY
+        # one gather per table: every item row the step reads — positives, negatives, histories
+        item_rows, inv = np.unique(np.concatenate([i, neg.rows, hist[valid]]), return_inverse=True)
+        V = grads.gather_unique(m.items, item_rows)
+        bias = grads.gather_unique(m.item_bias, item_rows)
+        feature_term = m.feature_term(lr.item_features.rows[item_rows], grads)
+        Vf = V if feature_term is None else V + feature_term
+        offset = bias[:, 0] + lr.scoring.prior(item_rows)
+        U, u_inv = grads.gather(m.users, u)
+
+        local_hist = np.full(hist.shape, EMPTY, dtype=np.int64)
+        local_hist[valid] = inv[b + n :]
+        context = m.context_inputs(cat_rows, nums, grads)
+        psi = m.query(U[u_inv], history_mean(Vf, local_hist), context)
+        pos_idx = torch.from_numpy(inv[:b])
+        pos_s = (psi * Vf[pos_idx]).sum(1) + offset[pos_idx]
+        w = torch.from_numpy(weights)
+        if neg.positives_only:
+            loss = positives_only_loss(pos_s, w)
+        else:
+            blocks = self._negative_blocks(psi, Vf, offset, inv[b : b + n], i, neg)
+            loss = sampled_softmax_loss(pos_s, blocks, w)
+        total = loss
+        gram = lr.gram
+        if gram is not None:
+            if gram.rows == 0:
+                gram.recompute(m.items.weight[: lr.items.rows_used])
+            total = loss + gravity_penalty(psi, gram.matrix(), len(lr.items), V, s.gravity)
+        m.dense_opt.zero_grad(set_to_none=True)
+        # per-event gradient scale: a row sees O(1) gradients, the scale Adagrad is tuned for
+        (total * b).backward()
+        m.dense_opt.step()
+        old_v = V.detach().clone() if gram is not None else None
+        grads.apply()
+        if gram is not None and old_v is not None:
+            rows_t = torch.from_numpy(item_rows)
+            gram.replace(old_v, m.items.weight[rows_t], m.items.weight, lr.items.rows_used)
+        return float(loss.detach())
+
+    def _negative_blocks(
+        self,
+        psi: torch.Tensor,
+        Vf: torch.Tensor,
+        offset: torch.Tensor,
+        neg_local: np.ndarray,
+        i: np.ndarray,
+        neg: Negatives,
+    ) -> list[NegativeBlock]:
+        lr = self._lr
+        s, item_valid = lr.settings, lr.item_valid
+        neg_idx = torch.from_numpy(neg_local)
+        log_q = torch.from_numpy(neg.log_q).float()
+        logits = shared_logits(psi, Vf[neg_idx], offset[neg_idx], log_q)
+        blocks = [NegativeBlock(logits, hit_pairs(i, neg.rows))]
+        if neg.hard:
+            # the pool's raw scores ψ·V + offset: the corrected logits with log Q added back,
+            # unless the pool columns are excluded from the loss (their log Q is huge)
+            if neg.pool_only:
+                pool_idx = neg_idx[neg.pool]
+                pool_s = psi @ Vf[pool_idx].T + offset[pool_idx]
+            else:
+                pool_s = logits[:, neg.pool] + log_q[neg.pool]
+            # rows that are not items (buckets, free rows) must not be drawn as hard negatives
+            invalid = ~torch.from_numpy(item_valid[neg.rows[neg.pool]])
+            drawable = pool_s.masked_fill(invalid.unsqueeze(0), -EXCLUDED)
+            pos, hard_log_q = draw_hard(
+                drawable,
+                torch.from_numpy(neg.pool_log_q),
+                neg,
+                s.hard_temperature,
+                lr.torch_gen,
+                s.logq,
+            )
+            rows = neg.rows[neg.pool][pos.numpy()]
+            q, c = np.nonzero((rows == i[:, None]) | ~item_valid[rows])
+            hits = (torch.from_numpy(q), torch.from_numpy(c))
+            blocks.append(NegativeBlock(corrected_logits(pool_s.gather(1, pos), hard_log_q), hits))
+        return blocks
