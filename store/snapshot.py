@@ -23,13 +23,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import msgspec
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from store.atomic import atomic_path
 from store.errors import InvalidSnapshot
 
 FILE_FORMAT = "recstream-snapshot/1"
@@ -175,8 +175,6 @@ def _vectors(name: str, array: np.ndarray, ids: list[str]) -> np.ndarray:
 
 def save_snapshot(snap: Snapshot, path: str | os.PathLike[str]) -> None:
     """Write `snap` to `path` atomically (temp file, fsync, rename, fsync of the folder)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tensors = {
         "item_vectors": snap.item_vectors,
         "user_vectors": snap.user_vectors,
@@ -194,21 +192,8 @@ def save_snapshot(snap: Snapshot, path: str | os.PathLike[str]) -> None:
         "digest": snap.digest,
         "stamp": str(snap.stamp),
     }
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:

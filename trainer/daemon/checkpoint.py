@@ -35,6 +35,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from store.atomic import fsync_dir, fsync_file
 from trainer.errors import CheckpointError
 from trainer.testing import faults
 
@@ -62,25 +63,12 @@ class Checkpoint:
         return load_file(self.path / STATE)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _digest(path: Path) -> str:
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 class CheckpointStore:
@@ -125,7 +113,7 @@ class CheckpointStore:
                 write(tmp / name)
             files = sorted(p.name for p in tmp.iterdir())
             for name in files:
-                _fsync_file(tmp / name)
+                fsync_file(tmp / name)
             faults.hit("checkpoint-write")
             manifest = {
                 n: {"size": (tmp / n).stat().st_size, "blake2b": _digest(tmp / n)} for n in files
@@ -133,11 +121,11 @@ class CheckpointStore:
             (tmp / MANIFEST).write_text(
                 json.dumps({"schema": SCHEMA, "id": cid, "files": manifest})
             )
-            _fsync_file(tmp / MANIFEST)
-            _fsync_dir(tmp)
+            fsync_file(tmp / MANIFEST)
+            fsync_dir(tmp)
             final = self.dir / f"{_PREFIX}{cid:010d}"
             os.rename(tmp, final)
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
         except (OSError, SafetensorError) as e:
             shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
             raise CheckpointError(

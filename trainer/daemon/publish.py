@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from store.atomic import atomic_write_bytes
 from trainer.daemon.checkpoint import META, SERVING, CheckpointStore
 
 if TYPE_CHECKING:
@@ -66,13 +67,11 @@ def read_published(checkpoint_dir: Path, namespace: str) -> dict[str, Any] | Non
 
 def _record(checkpoint_dir: Path, namespace: str, version: int, created_ms: int | None) -> None:
     path = published_path(checkpoint_dir, namespace)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     record = {"version": version, "published_ms": time.time_ns() // 1_000_000}
     if created_ms is not None:
         record["created_ms"] = created_ms
     try:
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, json.dumps(record).encode())
     except OSError as e:  # a note for `status`; Redis holds the truth
         log.warning("cannot record the published version in %s: %s", path, e)
 
