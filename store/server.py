@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from store.errors import StoreError
+from stream.child import stop_child
 
 
 def ping(url: str, timeout: float = 0.5, **client_kwargs: Any) -> bool:
@@ -163,7 +164,7 @@ class RedisServer:
         elif self.password:
             args += ["--requirepass", self.password]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        self._finalizer = weakref.finalize(self, _cleanup, self._proc)
+        self._finalizer = weakref.finalize(self, stop_child, self._proc, 5)
         deadline = time.monotonic() + self.timeout
         while not self._answers():
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -221,13 +222,3 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _cleanup(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

@@ -6,7 +6,6 @@ with new ids. Speaks to the broker with two raw protocol requests, so it needs n
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import signal
@@ -17,6 +16,7 @@ import tempfile
 import time
 from typing import IO
 
+from stream.child import stop_child
 from stream.errors import StreamError
 
 _API_VERSIONS, _METADATA = 18, 3
@@ -155,14 +155,7 @@ class LocalBroker:
         """Stop the broker; its topics and offsets are gone (memory storage)."""
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGCONT)  # a frozen process ignores SIGTERM
-                process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_child(process, grace_s=5)
         if self._log is not None:
             self._log.close()
             self._log = None

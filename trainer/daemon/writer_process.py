@@ -16,6 +16,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from stream.child import stop_child
+
 log = logging.getLogger(__name__)
 
 
@@ -42,13 +44,11 @@ class WriterProcess:
 
     def stop(self, wait_s: float) -> int:
         """SIGTERM (it publishes the newest checkpoint, then exits); SIGKILL after `wait_s`."""
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            code = self._proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            log.error("writer did not stop within %.0f s; killing it", wait_s)
-            self._proc.kill()
-            code = self._proc.wait()
+        code = stop_child(
+            self._proc,
+            wait_s,
+            on_kill=lambda: log.error("writer did not stop within %.0f s; killing it", wait_s),
+        )
         if code != 0:
             log.error(
                 "the writer exited with code %d: the newest checkpoint may not be published; "
