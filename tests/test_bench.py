@@ -94,6 +94,7 @@ def test_wals_with_large_w0_keeps_groups_apart() -> None:
     assert folding_rate(model, st, np.arange(st.n_users)) < 0.1
 
 
+@pytest.mark.slow
 def test_the_suite_writes_a_report_with_every_row(
     tmp_path, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,8 @@ from store.server import TLSFiles
 from stream.synthetic import World, generate, write_jsonl
 from tests.faultkit import SMALL_MODEL, snapshot, write_checkpoint
 
+pytestmark = pytest.mark.slow
+
 NS = "reco"
 WRITER_PW, READER_PW = "wr1ter-s3cret", "r3ader-s3cret"
 ACL = [

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
 from tests.faultkit import (
     Proc,
     Producer,
@@ -53,6 +55,7 @@ def test_watchdog_is_quiet_while_nothing_arrives():
         assert not dog.check(now=t0 + dt)
 
 
+@pytest.mark.slow
 def test_a_stuck_step_fails_health_and_a_long_batch_loses_nothing(kafka_bootstrap, topic, tmp_path):
     """A step that hangs 8 s: the watchdog alarms and /healthz fails within --stall-after; the
     gap between polls exceeds max_poll_interval_ms, the group drops the consumer, it rejoins."""

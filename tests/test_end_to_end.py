@@ -13,6 +13,8 @@ import pytest
 from store import Reader
 from stream.synthetic import World
 
+pytestmark = pytest.mark.slow
+
 BAD = [
     b"not json at all",
     b'{"user": 1, "item": "i2", "ts": 5, "weight": -3}',

@@ -25,6 +25,8 @@ from tests.faultkit import (
 )
 from trainer.daemon.checkpoint import STATE, CheckpointStore
 
+pytestmark = pytest.mark.slow
+
 EVENTS = 16_000
 CKPT_EVERY = ["--checkpoint-every", "30", "--checkpoint-every-events", "2000"]
 

@@ -9,6 +9,7 @@ import random
 import signal
 import time
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from stream.broker import LocalBroker
@@ -27,6 +28,8 @@ from tests.faultkit import (
     verdict,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow
 
 SESSION_TIMEOUT_S = 3.0  # faultkit.FAST_GROUP
 

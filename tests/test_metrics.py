@@ -12,6 +12,8 @@ import pytest
 from stream.synthetic import World, generate, write_jsonl
 from tests.faultkit import SMALL_MODEL, Proc, wait_until
 
+pytestmark = pytest.mark.slow
+
 EVENTS = 3000
 BAD = [b"not json", b'{"user": 1}']
 

@@ -120,6 +120,7 @@ def records_at(records: list[tuple[int, bytes]], partition: int, offset: int) ->
     return [value for p, value in records if p == partition][offset]
 
 
+@pytest.mark.slow
 def test_resume_from_start_offsets_then_from_committed_offsets(
     kafka_settings: KafkaSettings, topic: str
 ) -> None:
@@ -151,6 +152,7 @@ def test_resume_from_start_offsets_then_from_committed_offsets(
     assert seen == list(range(30))
 
 
+@pytest.mark.slow
 def test_offsets_past_the_end_or_before_the_start_are_refused(
     kafka_settings: KafkaSettings, topic: str
 ) -> None:
@@ -170,6 +172,7 @@ def test_offsets_past_the_end_or_before_the_start_are_refused(
         drain(before_start, 1, limit_s=8)
 
 
+@pytest.mark.slow
 def test_revoked_records_are_handed_over_and_nothing_is_read_twice(
     kafka_settings: KafkaSettings, topic: str
 ) -> None:
