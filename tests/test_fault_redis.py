@@ -19,6 +19,8 @@ from store.layout import Layout
 from store.reader import load_table
 from tests.faultkit import Proc, figure, snapshot, wait_until, write_checkpoint
 
+pytestmark = pytest.mark.slow
+
 PAUSE_S = 5  # the writer's pause mid-publish, long enough that Redis is back before it goes on
 
 
@@ -46,6 +48,7 @@ class Monitor(threading.Thread):
         self.stop = threading.Event()
         self.bad: list[str] = []
         self.reads = 0
+        self.last: int | None = None  # the version of the last complete read
 
     def run(self) -> None:
         client = redis.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
@@ -53,6 +56,7 @@ class Monitor(threading.Thread):
             try:
                 raw = client.get(self.layout.current)
                 if raw is None:
+                    self.stop.wait(0.01)  # no version yet: nothing to read, nothing wrong
                     continue
                 v = int(raw)
                 table = load_table(client, self.layout, v)
@@ -62,6 +66,7 @@ class Monitor(threading.Thread):
                     or table.matrix.tobytes() != want.item_vectors.tobytes()
                 ):
                     self.bad.append(f"version {v} differs from its snapshot")
+                self.last = v
                 self.reads += 1
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.02)  # Redis is down: nothing to read, nothing wrong
@@ -89,6 +94,7 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
             wait_until(lambda: "FAULT publish-written@2" in writer.log(), 30, "the pause")
             resumes = time.monotonic() + PAUSE_S  # when the writer goes on (a bit later)
             assert client.exists(f"{ns}:v:2:matrix:0") and not client.exists(f"{ns}:v:2:meta")
+            reads_at_kill = monitor.reads
             server.kill()  # mid-publish: version 2's data written, its meta not yet
             time.sleep(0.5)
             server.start()
@@ -108,7 +114,12 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
             wait_until(consistent, 60, "version 2 to be current and complete")
             took = time.monotonic() - restarted
             after_pause = max(0.0, time.monotonic() - max(restarted, resumes))
-            time.sleep(0.3)  # let the monitor read the final state too
+            # the monitor reads the final state too (version 2 is current only after the kill)
+            wait_until(
+                lambda: monitor.reads > reads_at_kill and monitor.last == 2,
+                30,
+                "the monitor to read version 2 after the restart",
+            )
             assert writer.alive()
         finally:
             monitor.stop.set()
@@ -119,6 +130,7 @@ def test_redis_killed_during_a_publish_never_exposes_a_half_written_version(tmp_
     figure(f"writer resumed ({restart}) to consistency", after_pause)
     assert monitor.bad == [], monitor.bad[:5]
     assert monitor.reads > 0
+    assert monitor.reads > reads_at_kill and monitor.last == 2
 
 
 def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, redis_url, namespace):
@@ -130,6 +142,7 @@ def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, red
     mixed: list[str] = []
     errors: list[str] = []
     first_seen: dict[int, float] = {}
+    latest = [0, 0, 0]  # per reader, the version it last read
     calls = [0]
 
     def poll(n: int) -> None:
@@ -141,6 +154,7 @@ def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, red
                 vecs = reader.item_vectors(["i0", "i7777", "i19999"])
                 user = reader.user_vector(f"u{n}")
             except NoVersion:
+                done.wait(0.01)  # nothing published yet
                 continue
             except Exception as e:  # a torn vector, a vanished version: all failures
                 errors.append(repr(e))
@@ -155,21 +169,29 @@ def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, red
             v = int(seen.pop())
             if v < last:
                 mixed.append(f"went back from version {last} to {v}")
-            last = v
+            last = latest[n] = v
             first_seen.setdefault(v, time.time())
             if user is None or float(user[1]) > 0:
                 mixed.append(f"user u{n} has no vector, or a wrong one: {user}")
         reader.close()
 
-    threads = [threading.Thread(target=poll, args=(n,), daemon=True) for n in range(3)]
+    threads = [threading.Thread(target=poll, args=(n,), daemon=True) for n in range(len(latest))]
     for t in threads:
         t.start()
     try:
         for v in range(1, versions + 1):
             write_checkpoint(ckpt_dir, snapshot(v, items=20_000))
             written[v] = time.time()
-            time.sleep(0.15)
-        wait_until(lambda: versions in first_seen, 30, "the last version to be read")
+            # the next publish comes once every reader has read this one: every version is
+            # published while readers poll, and seen, however slow the host (a failure ends
+            # the wait early, for the asserts below to name it)
+            wait_until(
+                lambda v=v: min(latest) >= v or mixed or errors,
+                30,
+                f"every reader to read version {v}",
+            )
+            if mixed or errors:
+                break
     finally:
         done.set()
         for t in threads:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from store import (
     UnknownUser,
     Writer,
 )
+from tests.faultkit import wait_until
 
 DIM = 9
 
@@ -316,8 +316,18 @@ def test_a_polling_reader_never_sees_a_mix_of_versions(redis_url, client, namesp
     try:
         for v in range(1, last + 1):
             writer.publish(expected[v])
-            time.sleep(0.01)
-        time.sleep(0.05)
+            if v % 4:
+                continue  # back to back: versions vanish under the reader (keep=2, no grace)
+            # every 4th, until the reader has read it (or failed, for the asserts below to
+            # name it): it reads 5 versions at least, however the threads are scheduled
+            wait_until(
+                lambda v=v: (seen and seen[-1] >= v) or problems,
+                10,
+                f"the reader to read version {v}",
+                interval=0.005,
+            )
+            if problems:
+                break
     finally:
         done.set()
         thread.join()
