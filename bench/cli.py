@@ -9,8 +9,9 @@ from pathlib import Path
 
 from bench.sizes import Sizes
 
-# the suite's sections, in order (bench.suite.SECTIONS runs them); named here so that building
-# `recstream`'s parser does not import torch, river or implicit
+# The suite's sections, in order: bench.suite.SECTIONS runs bench.sections.<name>.section for
+# each. Named here, not imported, so that building the parser does not import torch, river or
+# implicit.
 SECTIONS = ("quality", "features", "folding", "scaling", "serving", "pipeline")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import time
 import traceback
@@ -11,23 +13,24 @@ from pathlib import Path
 from bench import cli, report
 from bench.progress import Progress
 from bench.results import Results
-from bench.sections import features, folding, pipeline, quality, scaling, serving
 from bench.sizes import Sizes
 from trainer.daemon.allocator import keep_freed_memory
 
 log = logging.getLogger("bench")
 
-SECTIONS: dict[str, Callable[[Results, Sizes, Progress, bool], None]] = {
-    "quality": lambda r, s, p, q: quality.section(r, s, p),
-    "features": lambda r, s, p, q: features.section(r, s, p),
-    "folding": lambda r, s, p, q: folding.section(r, s, p),
-    "scaling": scaling.section,
-    "serving": lambda r, s, p, q: serving.section(r, s, p),
-    "pipeline": lambda r, s, p, q: pipeline.section(r, s, p),
-}
+Section = Callable[[Results, Sizes, Progress, bool], None]
 
 
-assert tuple(SECTIONS) == cli.SECTIONS, "keep bench.cli.SECTIONS in step"
+def _section(name: str) -> Section:
+    """``bench.sections.<name>.section``, called with `quick` only if it takes it."""
+    section = importlib.import_module(f"bench.sections.{name}").section
+    if "quick" in inspect.signature(section).parameters:
+        return section
+    return lambda results, sizes, progress, quick: section(results, sizes, progress)
+
+
+# bench.cli names the sections (building the parser must not import torch); this runs them
+SECTIONS: dict[str, Section] = {name: _section(name) for name in cli.SECTIONS}
 
 
 def run_suite(
