@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy stream store trainer
 
 bench: $(STAMP)
-	$(BIN)/recstream bench --quick -o bench-report
+	$(BIN)/python -m bench --quick -o bench-report
 
 clean:
 	rm -rf $(VENV) build *.egg-info
