@@ -30,7 +30,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from store.errors import StoreError
-from stream.child import stop_child
+from stream.child import ChildServer, stop_child
 
 
 def ping(url: str, timeout: float = 0.5, **client_kwargs: Any) -> bool:
@@ -66,7 +66,7 @@ class TLSFiles:
     ca: Path
 
 
-class RedisServer:
+class RedisServer(ChildServer):
     """Runs `redis-server` on 127.0.0.1 until `stop()` (or the end of a `with` block)."""
 
     def __init__(
@@ -211,14 +211,3 @@ class RedisServer:
             assert self._proc is not None
             self._proc.send_signal(signal.SIGKILL)
             self._proc.wait()
-
-    def restart(self) -> None:
-        """Stop (if running) and start again on the same port."""
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import IO
 
-from stream.child import stop_child
+from stream.child import ChildServer, stop_child
 from stream.errors import StreamError
 
 _API_VERSIONS, _METADATA = 18, 3
@@ -54,8 +54,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalBroker:
-    """A Tansu broker on 127.0.0.1, started at construction and ready to serve.
+class LocalBroker(ChildServer):
+    """A Tansu broker on 127.0.0.1, started at construction and ready to serve; `restart()`
+    gives an empty broker on the same port, as after a crash.
 
     >>> with LocalBroker() as broker:
     ...     broker.bootstrap.startswith("127.0.0.1:")
@@ -159,17 +160,6 @@ class LocalBroker:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def restart(self) -> None:
-        """Stop and start on the same port: an empty broker, as after a crash."""
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> LocalBroker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _probe(port: int) -> None:

@@ -1,16 +1,19 @@
-"""Stopping a child process: politely first, then for sure.
+"""Child processes: stopping one politely first, then for sure; a local server run as one.
 
 The local broker, the local redis-server and the trainer's writer process all stop the same
 way: SIGTERM, a grace period, then SIGKILL. A child frozen with SIGSTOP (fault tests freeze the
 broker) would hold SIGTERM until the grace period ran out, so it is resumed first.
+The two local servers (`stream.LocalBroker`, `store.RedisServer`) share `ChildServer`: stop,
+start again, or use them in a ``with`` block.
 """
 
 from __future__ import annotations
 
 import signal
 import subprocess
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 
 def stop_child(
@@ -32,3 +35,31 @@ def stop_child(
             on_kill()
         proc.kill()
         return proc.wait()
+
+
+class ChildServer(ABC):
+    """A server this process runs as its child, for tests and demos; `close()` at the end of a
+    ``with`` block."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Start the server (again), returning once it answers."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the server (`stop_child`); `start()` may bring it back."""
+
+    def close(self) -> None:
+        """Stop for good (a server that made files also removes them)."""
+        self.stop()
+
+    def restart(self) -> None:
+        """Stop (if running) and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
