@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+DEFAULT_NAMESPACE = "recstream"  # `--namespace` of every command
 FORMAT = "1"  # bump when the meaning of these keys changes; readers refuse other formats
 
 # Fields of `{ns}:v:{V}:meta` that the store itself writes; extra metadata is `extra.{key}`.

@@ -25,7 +25,7 @@ import numpy as np
 import redis
 
 from store.errors import NoVersion, StoreError, UnknownUser
-from store.layout import FORMAT, Layout, chunk_bounds
+from store.layout import DEFAULT_NAMESPACE, FORMAT, Layout, chunk_bounds
 from store.table import Table, as_id
 from store.tower import QueryTower
 
@@ -42,7 +42,7 @@ class _Vanished(StoreError):
 class Reader:
     """Reads the current version of `namespace`. Thread-safe; one per process is enough."""
 
-    def __init__(self, client: redis.Redis, namespace: str = "recstream") -> None:
+    def __init__(self, client: redis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
         check_client(client)
         self.client = client
         self.layout = Layout(namespace)
@@ -51,7 +51,7 @@ class Reader:
         self._loading = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = "recstream", **redis_kwargs: Any) -> Reader:
+    def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, **redis_kwargs: Any) -> Reader:
         """A reader on `url` (redis://[user:password@]host:port/db, rediss:// for TLS)."""
         redis_kwargs.setdefault("socket_timeout", 5.0)
         redis_kwargs.setdefault("socket_connect_timeout", 2.0)

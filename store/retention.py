@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
+# the writer's defaults (`recstream publish --keep --grace`)
+KEEP = 2  # versions kept besides those within their grace period
+GRACE_S = 60.0  # a replaced version is deleted no sooner than this
+
 
 def expired(
     *,

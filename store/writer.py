@@ -28,7 +28,7 @@ import redis
 from store.errors import PublishError
 from store.layout import EXTRA_PREFIX, FORMAT, Layout, chunk_bounds
 from store.reader import check_client, decode_hash, redis_errors, where
-from store.retention import expired
+from store.retention import GRACE_S, KEEP, expired
 from store.snapshot import Snapshot
 from store.verify import differences, per_id_hashes
 
@@ -62,8 +62,8 @@ class Writer:
         client: redis.Redis,
         namespace: str,
         chunk_rows: int = 16384,
-        keep: int = 2,
-        grace_s: float = 60.0,
+        keep: int = KEEP,
+        grace_s: float = GRACE_S,
         on_stage: Callable[[str], None] | None = None,
     ) -> None:
         check_client(client)
@@ -85,8 +85,8 @@ class Writer:
         namespace: str,
         *,
         chunk_rows: int = 16384,
-        keep: int = 2,
-        grace_s: float = 60.0,
+        keep: int = KEEP,
+        grace_s: float = GRACE_S,
         on_stage: Callable[[str], None] | None = None,
         **redis_kwargs: Any,
     ) -> Writer:

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from tqdm import tqdm
 
+from stream.defaults import TOPIC_PARTITIONS
 from stream.errors import SourceError
 from stream.files import iter_lines
 from stream.uri import parse_uri
@@ -41,7 +42,7 @@ def replay(
     path: str | os.PathLike[str],
     to: str,
     rate: float = 0.0,
-    partitions: int = 4,
+    partitions: int = TOPIC_PARTITIONS,
     progress: bool = True,
     client_options: Mapping[str, Any] | None = None,
 ) -> int:

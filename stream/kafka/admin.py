@@ -13,6 +13,7 @@ import kafka.errors as kerr
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
+from stream.defaults import TOPIC_PARTITIONS
 from stream.errors import SourceError
 from stream.kafka.settings import TOPIC_MAX_MESSAGE_BYTES, KafkaSettings
 
@@ -37,7 +38,7 @@ def topic_id(settings: KafkaSettings, topic: str) -> str | None:
     return None if info is None else str(info["topic_id"])
 
 
-def ensure_topic(settings: KafkaSettings, topic: str, partitions: int = 4) -> str:
+def ensure_topic(settings: KafkaSettings, topic: str, partitions: int = TOPIC_PARTITIONS) -> str:
     """Create `topic` with `partitions` partitions unless it exists; return its topic_id."""
     admin = KafkaAdminClient(**settings.config(KafkaAdminClient))
     config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}

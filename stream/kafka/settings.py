@@ -14,6 +14,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
+from stream.defaults import HEARTBEAT_INTERVAL_MS, MAX_POLL_INTERVAL_MS, SESSION_TIMEOUT_MS
 from stream.errors import SourceError
 
 # Room for a batch of small events around one event of MAX_MESSAGE_BYTES; larger records are
@@ -27,9 +28,9 @@ class KafkaSettings:
     (``security_protocol``, ``sasl_*``, ``ssl_*``, ...)."""
 
     bootstrap: str
-    session_timeout_ms: int = 6000
-    heartbeat_interval_ms: int = 1000
-    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = SESSION_TIMEOUT_MS
+    heartbeat_interval_ms: int = HEARTBEAT_INTERVAL_MS
+    max_poll_interval_ms: int = MAX_POLL_INTERVAL_MS
     check_crcs: bool = True
     fetch_max_bytes: int = 52_428_800
     max_partition_fetch_bytes: int = 1_048_576 * 4

@@ -8,13 +8,54 @@ then reads recommendations back through the reader — what a downstream service
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
-from trainer.cli.main import DEFAULT_REDIS
+from trainer.cli.flags import COMMON, DEFAULT_REDIS
+from trainer.cli.options import add_options
+from trainer.options import Option, positive, whole
+
+HELP = "run the whole pipeline on a synthetic stream, no setup needed"
+DESCRIPTION = (
+    "Start a local broker (and Redis if none answers), generate a synthetic stream, replay it "
+    "into Kafka, train, publish to Redis and print recommendations read back from Redis. "
+    "Cleans up what it started. Takes flags only (no RECSTREAM_* variables, no file)."
+)
+NAMESPACE = "recstream-demo"  # the demo clears its namespace: never a deployment's
+OPTIONS = (
+    Option("--events", 100_000, "events of the synthetic stream", positive),
+    Option("--users", 2000, "users", positive),
+    Option("--items", 3000, "items", positive),
+    Option(
+        "--redis",
+        None,
+        f"Redis URL (default: {DEFAULT_REDIS} if it answers, else a redis-server started for "
+        "the demo)",
+        metavar="URL",
+    ),
+    Option("--seed", 7, "seed of the stream", whole),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, (*OPTIONS, *COMMON))
+    parser.set_defaults(namespace=NAMESPACE)
+
+
+def run(a: argparse.Namespace) -> int:
+    return run_demo(
+        events=a.events,
+        users=a.users,
+        items=a.items,
+        redis_url=a.redis,
+        namespace=a.namespace,
+        seed=a.seed,
+    )
+
 
 BAD_LINES = [
     b"this is not json",

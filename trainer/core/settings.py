@@ -1,133 +1,239 @@
-"""Settings as frozen typed objects; the CLI builds them, library classes take them whole."""
+"""The learner's settings: one frozen object whose fields declare their options.
+
+Each field's `Option` (`trainer.options`) holds its flag, default, parser, check and help; the
+CLI builds its parser and this object from them, and code that makes one directly gets the same
+defaults and checks (a bad value raises ConfigError naming the flag and the fix).
+"""
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainer.core.features import FieldSpec
-from trainer.core.negatives import DEFAULT_NEGATIVES, NegativeSpec, parse_negatives
+from trainer.core.features import FieldSpec, parse_fields
+from trainer.core.negatives import DEFAULT_NEGATIVES, STRATEGIES, NegativeSpec, parse_negatives
 from trainer.errors import ConfigError
+from trainer.options import (
+    Option,
+    Parse,
+    as_sizes,
+    cap,
+    duration_ms,
+    duration_or_never,
+    number,
+    options_of,
+    sizes,
+    whole,
+)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1000}
+
+def _model(flag: str, default: Any, help: str, parse: Parse | None = None, **kw: Any) -> Any:
+    return Option(flag, default, help, parse, group="model", **kw).field()
 
 
-def parse_duration_ms(text: str, setting: str) -> float:
-    """'7d', '12h', '30m', '90s', '250ms' or a bare number of seconds → milliseconds.
+def _vocabulary(flag: str, default: Any, help: str, parse: Parse | None = None, **kw: Any) -> Any:
+    return Option(flag, default, help, parse, group="vocabulary and features", **kw).field()
 
-    >>> parse_duration_ms("7d", "--half-life")
-    604800000.0
-    """
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ConfigError(f"{setting}: cannot read {text!r} as a duration; write e.g. 7d, 12h, 90s")
-    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+def _negatives(text: str, flag: str) -> tuple[NegativeSpec, ...]:
+    try:
+        return parse_negatives(text)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e}") from None
+
+
+def _fields(text: str, flag: str) -> tuple[FieldSpec, ...]:
+    try:
+        return parse_fields(text)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e}") from None
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """What the learner needs: model shape, optimiser, negatives, popularity."""
+    """What the learner needs: model shape, optimiser, negatives, popularity, vocabulary."""
 
-    dim: int = 64
-    layers: tuple[int, ...] = ()  # hidden layer sizes of the query tower; () = linear
-    history: int = 20  # recent items per user fed to the query tower
-    lr: float = 0.1  # Adagrad step for embedding rows
-    dense_lr: float = 0.01  # Adagrad step for the tower's dense weights
-    negatives: tuple[NegativeSpec, ...] = field(
-        default_factory=lambda: parse_negatives(DEFAULT_NEGATIVES)
+    dim: int = _model(
+        "--dim",
+        64,
+        "size of every vector",
+        whole,
+        check=(lambda v: v > 0, "a positive integer such as 64"),
     )
-    alpha: float = 0.75  # popularity sampler: q ∝ count^alpha ...
-    epsilon: float = 0.05  # ... mixed with this share of uniform draws
-    half_life_ms: float = 7 * 86_400_000  # popularity decay in event time; 0 = none
-    hard_pool: int = 256  # hard negatives: candidates drawn by popularity, then by score
-    hard_temperature: float = 1.0  # hard negatives: sampled ∝ exp(score / temperature)
-    gravity: float = 0.0  # λ of the gravity penalty (mean squared score over all pairs)
-    popularity_prior: float = 1.0  # w: logit offset w·log(1 + decayed count), train and serve
-    logq: bool = True  # subtract log Q from sampled logits (off only to show the bias)
-    eval_sample: int = 64  # at most this many queries per batch scored before learning ...
-    eval_budget: float = 0.1  # ... and fewer when scoring would exceed this share of a step
+    layers: tuple[int, ...] = _model(
+        "--layers",
+        "",
+        "hidden sizes of the query tower, e.g. 256,128 (none: a linear tower)",
+        sizes,
+        convert=as_sizes,
+        check=(lambda v: all(x > 0 for x in v), "positive sizes, e.g. 128,64"),
+    )
+    history: int = _model(
+        "--history",
+        20,
+        "recent items per user in the query",
+        whole,
+        check=(lambda v: v >= 0, "0 or more"),
+    )
+    lr: float = _model(
+        "--lr",
+        0.1,
+        "Adagrad step of embedding rows",
+        number,
+        check=(lambda v: v > 0, "a positive number such as 0.1"),
+    )
+    dense_lr: float = _model(
+        "--dense-lr",
+        0.01,
+        "Adagrad step of the tower's dense weights",
+        number,
+        check=(lambda v: v > 0, "a positive number such as 0.01"),
+    )
+    negatives: tuple[NegativeSpec, ...] = _model(
+        "--negatives",
+        DEFAULT_NEGATIVES,
+        f"strategies as name[:count],...; names: {', '.join(STRATEGIES)}",
+        _negatives,
+    )
+    alpha: float = _model(
+        "--alpha",
+        0.75,
+        "popularity sampling ∝ count^alpha",
+        number,
+        check=(lambda v: v >= 0, "a number >= 0 (0.75 is usual)"),
+    )
+    epsilon: float = _model(
+        "--epsilon",
+        0.05,
+        "uniform share of popularity draws",
+        number,
+        check=(lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+    )
+    half_life_ms: float = _model(
+        "--half-life",
+        "7d",
+        "popularity decay in event time; 0 = none",
+        duration_ms,
+        check=(lambda v: v >= 0, "a duration such as 7d, or 0"),
+    )
+    hard_pool: int = _model(
+        "--hard-pool",
+        256,
+        "hard negatives: candidates drawn by popularity before scoring",
+        whole,
+        check=(lambda v: v > 0, "a positive count such as 256"),
+    )
+    hard_temperature: float = _model(
+        "--hard-temperature",
+        1.0,
+        "hard negatives are drawn ∝ exp(score / temperature)",
+        number,
+        check=(lambda v: v > 0, "a number > 0"),
+    )
+    gravity: float = _model(
+        "--gravity",
+        0.0,
+        "λ of the gravity penalty on the mean squared score (0 = off)",
+        number,
+        check=(lambda v: v >= 0, "a number >= 0 such as 0.01 (0 = off)"),
+    )
+    popularity_prior: float = _model(
+        "--popularity-prior",
+        1.0,
+        "weight w of a logit offset w·log(1 + decayed count), in training and serving, so the "
+        "model falls back on what is trending where personal signal is weak (0 = off)",
+        number,
+        check=(lambda v: v >= 0, "w >= 0"),
+    )
+    logq: bool = _model(
+        "--no-logq", True, "do not subtract log Q from sampled logits (biased; for comparisons)"
+    )
+    eval_sample: int = _model(
+        "--eval-sample",
+        64,
+        "queries per batch scored before learning, for progressive recall",
+        whole,
+        check=(lambda v: v >= 0, "a count >= 0 (0 = off)"),
+    )
+    eval_budget: float = _model(
+        "--eval-budget",
+        0.1,
+        "progressive evaluation may take at most this share of a step",
+        number,
+        check=(lambda v: v > 0, "a share > 0 such as 0.1"),
+    )
     # vocabulary: admission, caps and eviction (rows per table stay bounded)
-    min_count: int = 2  # sightings before an id gets its own row; until then a shared bucket
-    buckets: int = 16  # shared rows per id table for ids not admitted yet
-    max_users: int | None = 2_000_000
-    max_items: int | None = 1_000_000
-    evict_after_ms: float | None = 30 * 86_400_000  # ids unseen this long (event time) leave
+    min_count: int = _vocabulary(
+        "--min-count",
+        2,
+        "sightings before a user or item gets a row of its own; until then it shares one of "
+        "--buckets hashed rows, so a flood of one-off ids cannot grow the tables",
+        whole,
+        check=(lambda v: v >= 1, "1 or more"),
+    )
+    buckets: int = _vocabulary(
+        "--buckets", 16, "shared rows per id table", whole
+    )  # checked with --min-count below
+    max_users: int | None = _vocabulary(
+        "--max-users", 2_000_000, "row cap of the user table (0 = none)", cap
+    )
+    max_items: int | None = _vocabulary(
+        "--max-items", 1_000_000, "row cap of the item table (0 = none)", cap
+    )
+    evict_after_ms: float | None = _vocabulary(
+        "--evict-after",
+        "30d",
+        "ids unseen for this long in event time lose their rows (0 = never)",
+        duration_or_never,
+        check=(lambda v: v is None or v > 0, "a duration such as 30d, or 0 for never"),
+    )
     # features from the event's context
-    context_fields: tuple[FieldSpec, ...] = ()
-    item_features: tuple[FieldSpec, ...] = ()
-    feature_buckets: int = 1000  # hashed rows per categorical feature
-    seed: int = 0
+    context_fields: tuple[FieldSpec, ...] = _vocabulary(
+        "--context-fields",
+        "",
+        "context fields the query tower reads, e.g. device,hour,price:num (categorical unless "
+        ":num; unknown fields are ignored)",
+        _fields,
+    )
+    item_features: tuple[FieldSpec, ...] = _vocabulary(
+        "--item-features",
+        "",
+        "context fields that describe the item, e.g. item_category: a new item starts near "
+        "items that share them",
+        _fields,
+        check=(lambda v: all(f.kind == "cat" for f in v), "categorical fields only (no :num)"),
+    )
+    feature_buckets: int = _vocabulary(
+        "--feature-buckets",
+        1000,
+        "hashed rows per categorical feature",
+        whole,
+        check=(lambda v: v > 0, "a count > 0"),
+    )
+
+    seed: int = _model("--seed", 0, "seed of the learner's random draws", whole)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.dim > 0, "--dim", self.dim, "a positive integer such as 64"),
-            (
-                all(x > 0 for x in self.layers),
-                "--layers",
-                self.layers,
-                "positive sizes, e.g. 128,64",
-            ),
-            (self.history >= 0, "--history", self.history, "0 or more"),
-            (self.lr > 0, "--lr", self.lr, "a positive number such as 0.1"),
-            (self.dense_lr > 0, "--dense-lr", self.dense_lr, "a positive number such as 0.01"),
-            (self.alpha >= 0, "--alpha", self.alpha, "a number >= 0 (0.75 is usual)"),
-            (0 <= self.epsilon <= 1, "--epsilon", self.epsilon, "a share in [0, 1]"),
-            (
-                self.half_life_ms >= 0,
-                "--half-life",
-                self.half_life_ms,
-                "a duration such as 7d, or 0",
-            ),
-            (self.hard_pool > 0, "--hard-pool", self.hard_pool, "a positive count such as 256"),
-            (
-                self.hard_temperature > 0,
-                "--hard-temperature",
-                self.hard_temperature,
-                "a number > 0",
-            ),
-            (self.gravity >= 0, "--gravity", self.gravity, "a number >= 0 such as 0.01 (0 = off)"),
-            (self.popularity_prior >= 0, "--popularity-prior", self.popularity_prior, "w >= 0"),
-            (self.eval_sample >= 0, "--eval-sample", self.eval_sample, "a count >= 0 (0 = off)"),
-            (self.eval_budget > 0, "--eval-budget", self.eval_budget, "a share > 0 such as 0.1"),
-            (self.min_count >= 1, "--min-count", self.min_count, "1 or more"),
-            (
+        problems = [option.problem(getattr(self, name)) for name, option in options_of(self)]
+        problems += [
+            _unless(
                 self.buckets >= (1 if self.min_count > 1 else 0),
-                "--buckets",
-                self.buckets,
-                "at least 1 shared row when --min-count > 1",
+                f"--buckets: bad value {self.buckets!r}; use at least 1 shared row when "
+                "--min-count > 1",
             ),
-            (
+            _unless(
                 self.max_users is None or self.max_users > self.buckets,
-                "--max-users",
-                self.max_users,
-                "a cap above --buckets",
+                f"--max-users: bad value {self.max_users!r}; use a cap above --buckets",
             ),
-            (
+            _unless(
                 self.max_items is None or self.max_items > self.buckets,
-                "--max-items",
-                self.max_items,
-                "a cap above --buckets",
-            ),
-            (
-                self.evict_after_ms is None or self.evict_after_ms > 0,
-                "--evict-after",
-                self.evict_after_ms,
-                "a duration such as 30d, or 0 for never",
-            ),
-            (self.feature_buckets > 0, "--feature-buckets", self.feature_buckets, "a count > 0"),
-            (
-                all(f.kind == "cat" for f in self.item_features),
-                "--item-features",
-                self.item_features,
-                "categorical fields only (no :num)",
+                f"--max-items: bad value {self.max_items!r}; use a cap above --buckets",
             ),
         ]
-        for ok, name, value, fix in checks:
-            if not ok:
-                raise ConfigError(f"{name}: bad value {value!r}; use {fix}")
+        for problem in problems:
+            if problem:
+                raise ConfigError(problem)
 
     # settings that fix the shape of the state: a checkpoint cannot be resumed with others
     SHAPE = (
@@ -148,3 +254,7 @@ class ModelSettings:
                 flag = "--" + key.replace("_", "-")
                 return f"{flag} is {mine[key]!r} but the checkpoint was trained with {saved[key]!r}"
         return None
+
+
+def _unless(ok: bool, problem: str) -> str | None:
+    return None if ok else problem

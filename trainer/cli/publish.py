@@ -1,0 +1,91 @@
+"""`recstream publish`: the writer, publishing checkpoints to Redis."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from store.retention import GRACE_S, KEEP
+from trainer.cli.flags import REDIS, REDIS_TLS, SECTIONS, redis_options
+from trainer.cli.options import add_options
+from trainer.daemon.settings import CHECKPOINT_DIR, METRICS_HOST, METRICS_PORT, TEST_MODE
+from trainer.options import Option, positive, seconds, seconds_or_zero, whole
+
+HELP = "the writer: publish checkpoints to Redis"
+DESCRIPTION = (
+    "Publish the newest checkpoint's item and user vectors to Redis as a new version and switch "
+    "readers to it atomically."
+)
+OPTIONS = (
+    CHECKPOINT_DIR,
+    REDIS,
+    Option("--watch", False, "keep running; publish each new checkpoint"),
+    Option("--interval", 1.0, "--watch: seconds between looks", seconds, metavar="SECONDS"),
+    Option("--keep", KEEP, "versions kept in Redis besides the current one's grace", positive),
+    Option(
+        "--grace",
+        GRACE_S,
+        "a replaced version is deleted no sooner than this",
+        seconds_or_zero,
+        metavar="SECONDS",
+    ),
+    METRICS_PORT,
+    METRICS_HOST,
+    Option("--parent-pid", None, "the trainer that started this writer", whole, hidden=True),
+    TEST_MODE,
+    *REDIS_TLS,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, OPTIONS, SECTIONS)
+
+
+def run(a: argparse.Namespace) -> int:
+    from store import Writer
+    from trainer.daemon.publish import publish_latest, watch
+    from trainer.testing import faults
+
+    on_stage = None
+    if a.test_mode:
+        faults.arm()
+        on_stage = lambda stage: faults.hit(f"publish-{stage}")  # noqa: E731
+    writer = Writer.from_url(
+        a.redis,
+        namespace=a.namespace,
+        keep=a.keep,
+        grace_s=a.grace,
+        on_stage=on_stage,
+        **redis_options(a),
+    )
+    if a.watch:
+        from trainer.daemon.metrics import MetricsServer, WriterMetrics
+        from trainer.daemon.publish import WatchStatus
+
+        metrics, status, server = WriterMetrics(), WatchStatus(), None
+        if a.metrics_port is not None:
+            server = MetricsServer(metrics.registry, status.health, a.metrics_host, a.metrics_port)
+        try:
+            watch(
+                a.checkpoint_dir,
+                writer,
+                a.namespace,
+                a.interval,
+                a.parent_pid,
+                metrics=metrics,
+                status=status,
+            )
+        finally:
+            if server is not None:
+                server.close()
+        return 0
+    version = publish_latest(a.checkpoint_dir, writer, a.namespace, force=True)
+    if version is None:
+        print(
+            f"no complete checkpoint in {a.checkpoint_dir}; run `recstream train` first",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps({"published_version": version, "namespace": a.namespace}))
+    return 0

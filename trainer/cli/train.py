@@ -1,0 +1,75 @@
+"""`recstream train`: the trainer daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from trainer.cli.flags import KAFKA_SECURITY_OPTIONS, REDIS_TLS, SECTIONS, kafka_options, redis_tls
+from trainer.cli.options import add_options, build, options_of
+from trainer.cli.resolve import redact_url
+from trainer.core.settings import ModelSettings
+from trainer.daemon.settings import TrainSettings
+
+HELP = "the trainer daemon"
+DESCRIPTION = (
+    "Consume events, train the model, checkpoint state with the offsets, commit offsets after "
+    "each checkpoint. Runs until SIGTERM/SIGINT (finishes its batch, checkpoints, exits 0) or "
+    "--stop-when-idle."
+)
+log = logging.getLogger("recstream")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(
+        parser,
+        [
+            *(o for _, o in options_of(TrainSettings)),
+            *KAFKA_SECURITY_OPTIONS,
+            *REDIS_TLS,
+            *(o for _, o in options_of(ModelSettings)),
+        ],
+        SECTIONS,
+    )
+
+
+def settings(args: argparse.Namespace) -> TrainSettings:
+    return build(
+        TrainSettings,
+        args,
+        model=build(ModelSettings, args),
+        kafka_options=kafka_options(args),
+        redis_tls=redis_tls(args),
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from trainer.daemon.loop import Trainer
+
+    s = settings(args)
+    log.info(
+        "train: source %s, group %s, checkpoints in %s every %.0f s, redis %s, namespace %s",
+        s.source,
+        s.group,
+        s.checkpoint_dir,
+        s.checkpoint_every_s,
+        redact_url(s.redis),
+        s.namespace,
+    )
+    trainer = Trainer(s)
+    trainer.install_signal_handlers()
+    learner = trainer.run()
+    summary: dict[str, object] = {
+        "events_applied": learner.events_applied if learner else None,
+        "events_rejected": trainer.rejected,
+        "events_per_s_this_run": round(trainer.events_this_run / max(trainer.elapsed_s, 1e-9), 1),
+        "checkpoint": trainer.checkpoint_id,
+        "shutdown_s": None if trainer.shutdown_s is None else round(trainer.shutdown_s, 3),
+    }
+    if learner is None:
+        summary["standby"] = True
+    print(json.dumps(summary))
+    return 0
