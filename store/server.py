@@ -29,8 +29,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from store.child import ChildServer, stop_child
 from store.errors import StoreError
-from stream.child import ChildServer, stop_child
 
 
 def ping(url: str, timeout: float = 0.5, **client_kwargs: Any) -> bool:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import IO
 
-from stream.child import ChildServer, stop_child
+from store.child import ChildServer, stop_child
 from stream.errors import StreamError
 
 _API_VERSIONS, _METADATA = 18, 3

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from stream.child import stop_child
+from store.child import stop_child
 
 log = logging.getLogger(__name__)
 

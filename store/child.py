@@ -5,6 +5,9 @@ way: SIGTERM, a grace period, then SIGKILL. A child frozen with SIGSTOP (fault t
 broker) would hold SIGTERM until the grace period ran out, so it is resumed first.
 The two local servers (`stream.LocalBroker`, `store.RedisServer`) share `ChildServer`: stop,
 start again, or use them in a ``with`` block.
+
+It lives in store, the package that imports nothing else of ours (downstream services import
+store alone; tests/test_store_snapshot.py checks it), so that stream and the trainer can use it.
 """
 
 from __future__ import annotations
