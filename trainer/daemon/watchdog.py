@@ -117,3 +117,27 @@ class Watchdog:
             self._ends.popleft()
         first_t, first = self._ends[0]
         return total - first if now - first_t >= self.stall_after_s else 0
+
+
+def poll_gap_alarm(gap_s: float, max_poll_interval_ms: int) -> bool:
+    """Log the time a batch and checkpoint took between two polls when it nears the consumer's
+    `max_poll_interval_ms` (a warning past half of it); True when it exceeded it (an ALARM)."""
+    limit_s = max_poll_interval_ms / 1000
+    if gap_s > limit_s:
+        log.error(
+            "ALARM a batch and checkpoint took %.1f s, over max_poll_interval_ms=%d: the "
+            "consumer has left its group and its partitions are re-read from the last "
+            "offsets handed out (nothing is lost). Lower --batch-size or raise "
+            "--max-poll-interval-ms",
+            gap_s,
+            max_poll_interval_ms,
+        )
+        return True
+    if gap_s > limit_s / 2:
+        log.warning(
+            "a batch and checkpoint took %.1f s, over half of max_poll_interval_ms=%d; "
+            "lower --batch-size or raise --max-poll-interval-ms",
+            gap_s,
+            max_poll_interval_ms,
+        )
+    return False
