@@ -13,6 +13,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("stream", "store", "trainer")
 
@@ -36,6 +38,7 @@ def copy_sources(dockerfile: str) -> list[str]:
     return sources
 
 
+@pytest.mark.slow
 def test_the_image_copies_build_a_wheel_of_the_product_only(tmp_path: Path) -> None:
     context = tmp_path / "context"
     context.mkdir()
