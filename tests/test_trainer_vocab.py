@@ -146,3 +146,21 @@ def test_a_new_item_starts_near_items_that_share_its_features():
     v = torch.nn.functional.normalize(learner.scoring.item_vectors(rows), dim=1)
     same, other = float(v[0] @ v[1:3].mean(0)), float(v[0] @ v[3:5].mean(0))
     assert same > other + 0.3, (same, other)
+
+
+def test_at_the_cap_two_ids_of_one_call_never_share_a_row():
+    """Making room evicts only ids the call does not name, nor ids it just admitted."""
+    v = Vocabulary(min_count=1, buckets=0, max_rows=4)
+    v.add(["a", "b", "c", "d"])
+    rows = v.add(["a", "e"])
+    assert rows[0] != rows[1] and v.row("a") == rows[0] and v.row("e") == rows[1]
+    w = Vocabulary(min_count=1, buckets=4, max_rows=400)
+    w.add([f"old{k}" for k in range(396)])
+    burst = w.add([f"new{k}" for k in range(12)])
+    assert len(set(burst.tolist())) == 12 and (burst >= 4).all()
+    # a call naming every admitted id: a new one waits in its bucket, nobody is evicted
+    full = Vocabulary(min_count=1, buckets=2, max_rows=5)
+    ids = ["p", "q", "r"]
+    full.add(ids)
+    rows = full.add([*ids, "s"])
+    assert rows[3] < 2 and [full.row(i) for i in ids] == rows[:3].tolist()

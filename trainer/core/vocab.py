@@ -70,7 +70,13 @@ class Vocabulary:
     # ---- mapping ---------------------------------------------------------------------------
     def add(self, ids: Sequence[str], ts: np.ndarray | None = None) -> np.ndarray:
         """Rows of `ids` (bucket rows for ids not admitted yet), admitting those that reached
-        `min_count`; marks them seen at `ts` (event time, ms)."""
+        `min_count`; marks them seen at `ts` (event time, ms).
+
+        Within one call an id never gets a row another id of the call has, except a shared
+        bucket: making room at the cap evicts only ids this call does not name. When every
+        admitted id is named by the call, a new id waits in its bucket (or, with no buckets,
+        the table grows past the cap by this call's new ids).
+        """
         rows = self.lookup(ids)
         missing = np.flatnonzero(rows < 0)
         if len(missing):
@@ -81,8 +87,11 @@ class Vocabulary:
                 pending = missing[~admit]
                 rows[pending] = self._bucket([ids[k] for k in pending.tolist()])
                 missing = missing[admit]
+            named = set(rows[rows >= self.buckets].tolist())  # rows this call already uses
             for k in missing.tolist():
-                rows[k] = self._admit(ids[k])
+                row = self._admit(ids[k], named)
+                rows[k] = row if row >= 0 else self._bucket([ids[k]])[0]
+                named.add(int(rows[k]))
         if ts is not None:
             np.maximum.at(self.last_seen, rows, np.asarray(ts, dtype=np.int64))
         return rows
@@ -90,12 +99,15 @@ class Vocabulary:
     def _bucket(self, ids: Sequence[str]) -> np.ndarray:
         return (stable_hash(ids) % np.uint64(self.buckets)).astype(np.int64)
 
-    def _admit(self, id_: str) -> int:
+    def _admit(self, id_: str, named: set[int]) -> int:
+        """The row of a new id (-1: none free, wait in a bucket); never one of `named`."""
         row = self._rows.get(id_)
         if row is not None:  # admitted earlier in this same batch
             return row
         if not self._free and self.max_rows is not None and len(self._ids) >= self.max_rows:
-            self._evict_oldest(max(1, (self.max_rows - self.buckets) // 100))
+            self._evict_oldest(max(1, (self.max_rows - self.buckets) // 100), named)
+            if not self._free and self.buckets:
+                return -1
         if self._free:
             row = self._free.pop()
             self._ids[row] = id_
@@ -144,9 +156,14 @@ class Vocabulary:
         self._free_rows(stale)
         return stale
 
-    def _evict_oldest(self, k: int) -> None:
+    def _evict_oldest(self, k: int, keep: set[int]) -> None:
+        """Free the `k` least recently seen rows, never one in `keep`."""
         admitted = self.admitted_rows()
+        if keep:
+            admitted = admitted[~np.isin(admitted, np.fromiter(keep, np.int64, len(keep)))]
         k = min(k, len(admitted))
+        if k == 0:
+            return
         oldest = admitted[np.argpartition(self.last_seen[admitted], k - 1)[:k]]
         self._free_rows(oldest)
 
