@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from tests.clustered import Clustered
+from trainer.core.evaluation import ranks_of
 from trainer.core.learner import EventColumns, Learner
 from trainer.core.loss import full_softmax_loss
 from trainer.core.settings import ModelSettings
@@ -113,3 +114,10 @@ def test_every_strategy_trains_and_improves():
             stats = learner.learn(data.batch(512))
         assert np.isfinite(stats.loss), spec
         assert _full_loss(learner, test) < before - 0.1, spec
+
+
+def test_ties_count_against_the_target():
+    """A model that scores every item alike gets no hit from the tie (recall@10 of 0, not 1)."""
+    flat = torch.zeros(3, 50)
+    assert (ranks_of(flat, torch.tensor([0, 7, 49])) == 49).all()
+    assert ranks_of(torch.tensor([[1.0, 2.0, 2.0]]), torch.tensor([1])).tolist() == [1]

@@ -21,12 +21,17 @@ MISS = np.iinfo(np.int64).max  # the rank of an item the model cannot score (unk
 
 
 def ranks_of(scores: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    """0-based rank of each target among all items: how many items score strictly higher.
+    """0-based rank of each target among all items, ties counted against it: the number of
+    other items that score at least as high.
 
     scores (B, n_items); targets (B,) item rows, -1 for an item the model does not know (MISS).
-    Exact, so recall@k = mean(rank < k) equals what an exact top-k would give (ties aside).
+    Exact, so recall@k = mean(rank < k) is what an exact top-k would give when ties are broken
+    against the target: a model that scores everything alike (a cold user, an empty model)
+    earns no hits from the tie.
     >>> ranks_of(torch.tensor([[0.1, 0.9, 0.5]]), torch.tensor([2])).tolist()
     [1]
+    >>> ranks_of(torch.tensor([[0.5, 0.9, 0.5, 0.5]]), torch.tensor([2])).tolist()
+    [3]
     """
     known = targets >= 0
     rank = np.full(len(targets), MISS, dtype=np.int64)
@@ -34,7 +39,7 @@ def ranks_of(scores: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
         rows = torch.nonzero(known).squeeze(1)
         s = scores[rows]
         target_scores = s.gather(1, targets[rows].unsqueeze(1))
-        rank[rows.numpy()] = (s > target_scores).sum(1).numpy()
+        rank[rows.numpy()] = ((s >= target_scores).sum(1) - 1).numpy()
     return rank
 
 
