@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.faultkit import (
@@ -25,7 +26,21 @@ from tests.faultkit import (
 )
 from trainer.daemon.checkpoint import CheckpointStore
 
+pytestmark = pytest.mark.slow
+
 RATE = 2000  # events/s streamed while the trainers run
+
+
+def past_checkpoint(proc: Proc, checkpoint_dir: Path) -> bool:
+    """The trainer holds events that its newest checkpoint does not (one scrape, then the
+    checkpoint that scrape names, so a checkpoint written in between reads as not yet)."""
+    metrics = proc.metrics()
+    ckpt = CheckpointStore(checkpoint_dir).latest()
+    return (
+        ckpt is not None
+        and ckpt.id == metrics.get("recstream_checkpoint_id")
+        and metrics.get("recstream_events_applied", 0) > ckpt.meta["events_applied"]
+    )
 
 
 def test_failover_to_a_standby_loses_and_repeats_nothing(kafka_bootstrap, topic, tmp_path):
@@ -40,7 +55,8 @@ def test_failover_to_a_standby_loses_and_repeats_nothing(kafka_bootstrap, topic,
         standby = Proc(args, tmp_path / "standby.log")
         wait_until(lambda: standby.metric("recstream_standby") == 1, 30, "the standby to wait")
         assert standby.health()[0] == 200  # a standby is healthy
-        time.sleep(0.5)  # the active one trains on past its last checkpoint
+        # the active one trains on past its last checkpoint: the standby must replay that part
+        wait_until(lambda: past_checkpoint(active, ckpt_dir), 30, "events past the checkpoint")
         active.signal(signal.SIGKILL)
         killed = time.monotonic()
         assert active.wait(10) == -9
@@ -102,7 +118,15 @@ def test_sigterm_under_load_exits_0_in_grace_and_resumes_exactly(
         assert "stopped" in first.log() and first.summary()["shutdown_s"] <= shutdown
 
         second = Proc([*args, "--stop-when-idle", "2"], tmp_path / "second.log", env=env)
-        time.sleep(1)  # events keep arriving while the second run starts
+        # events keep arriving while the second run starts: it applies some produced after
+        # its start (each event is applied once, so more than were produced then); if it
+        # exits instead, the assert below shows its log
+        started_at = producer.next
+        wait_until(
+            lambda: not second.alive() or second.metric("recstream_events_applied") > started_at,
+            60,
+            "the second run to apply events produced after its start",
+        )
         producer.stop()
         assert second.wait(120) == 0, second.log()[-3000:]
     finally:
