@@ -121,3 +121,105 @@ def test_ties_count_against_the_target():
     flat = torch.zeros(3, 50)
     assert (ranks_of(flat, torch.tensor([0, 7, 49])) == 49).all()
     assert ranks_of(torch.tensor([[1.0, 2.0, 2.0]]), torch.tensor([1])).tolist() == [1]
+
+
+def test_a_pending_user_is_trained_as_it_is_served_without_an_embedding():
+    """Users not admitted yet share bucket rows; they are trained from history and context
+    alone, as they are served, so the bucket rows never move."""
+    s = ModelSettings(dim=8, min_count=3, buckets=4, seed=1)
+    learner = Learner(s)
+    data = Clustered(users=5000, seed=2)  # most users appear once or twice: pending
+    for _ in range(10):
+        learner.learn(data.batch(256))
+    assert len(learner.users) < 5000 and learner.events_applied == 2560
+    assert torch.count_nonzero(learner.model.users.weight[: s.buckets]) == 0
+
+
+def test_the_popularity_prior_of_a_batch_excludes_the_batch():
+    """The prior a positive's logit gets counts only earlier events: an item first seen in this
+    batch has prior 0 while it is learned (counting it first would leak the label)."""
+    s = ModelSettings(dim=8, min_count=1, buckets=0, seed=1)
+    learner = Learner(s)
+    seen: list[float] = []
+    original = learner.scoring.prior
+
+    def spy(rows, now_ms=None):
+        out = original(rows, now_ms)
+        if rows is not None and len(rows) and learner.items.row("fresh") in rows.tolist():
+            seen.append(float(out[rows.tolist().index(learner.items.row("fresh"))]))
+        return out
+
+    learner.scoring.prior = spy  # type: ignore[method-assign]
+    t = 1_700_000_000_000
+    cols = EventColumns(["u"] * 4, ["old"] * 4, np.full(4, t), np.ones(4, np.float32))
+    learner.learn(cols)
+    learner.learn(EventColumns(["u", "v"], ["old", "fresh"], np.full(2, t + 1), np.ones(2, "f4")))
+    assert seen and seen[0] == 0.0
+    assert float(original(np.array([learner.items.row("fresh")]))[0]) > 0  # counted after
+
+
+def test_a_late_event_weighs_like_a_timely_one_in_in_batch_q():
+    """In-batch q is the share of recent positives in arrival order: an event 70 days late for
+    a rare item gets the q of a timely one (a decay in event time gave it 2^-10 of it)."""
+    learner = Learner(ModelSettings(dim=8, min_count=1, buckets=0, seed=1))
+    data = Clustered(seed=4)
+    for _ in range(4):
+        learner.learn(data.batch(512))
+    now = int(data.ts)
+    late = now - 70 * 86_400_000
+    learner.learn(
+        EventColumns(
+            ["a", "b"], ["rare-late", "rare-timely"], np.array([late, now]), np.ones(2, "f4")
+        )
+    )
+    q = learner.in_batch.share(learner.items.lookup(["rare-late", "rare-timely"]))
+    assert 0.5 < q[0] / q[1] < 2
+
+
+def test_resuming_is_exact_after_tables_grew_past_their_first_capacity():
+    """Tables grow by doubling, drawing new rows' initial values from one generator: a resumed
+    learner must grow at the same points (and keep the Gramian) to make the same steps."""
+    s = ModelSettings(dim=8, min_count=1, buckets=0, gravity=0.05, seed=7)
+    data = Clustered(users=300, items=9000, affinity=0.0, seed=8)
+    batches = [data.batch(1024) for _ in range(6)]
+    straight = Learner(s)
+    for b in batches:
+        straight.learn(b)
+    first = Learner(s)
+    for b in batches[:4]:
+        first.learn(b)
+    assert first.items.rows_used > 2048
+    resumed = Learner.from_state(s, *first.state())
+    for b in batches[4:]:
+        resumed.learn(b)
+    n = straight.items.rows_used
+    assert straight.items.rows_used > 4096  # grew again after the resume
+    diff = (straight.model.items.weight[:n] - resumed.model.items.weight[:n]).abs().max()
+    assert diff < 1e-5
+    assert straight.gram is not None and resumed.gram is not None
+    assert torch.allclose(straight.gram.gram, resumed.gram.gram, rtol=1e-6, atol=1e-8)
+
+
+def test_an_event_of_weight_0_changes_nothing_but_the_applied_count():
+    s = ModelSettings(dim=8, min_count=1, buckets=0, seed=2)
+    data = Clustered(seed=6)
+    batches = [data.batch(128) for _ in range(3)]
+    with_zeros, without = Learner(s), Learner(s)
+    t = int(batches[-1].ts[-1])
+    for b in batches:
+        without.learn(b)
+        zeros = EventColumns(
+            ["z1", b.users[0]], ["zi", b.items[1]], np.full(2, t), np.zeros(2, "f4")
+        )
+        mixed = EventColumns(
+            b.users + zeros.users,
+            b.items + zeros.items,
+            np.concatenate([b.ts, zeros.ts]),
+            np.concatenate([b.weights, zeros.weights]),
+        )
+        with_zeros.learn(mixed)
+    assert with_zeros.events_applied == without.events_applied + 6
+    assert with_zeros.users.ids() == without.users.ids()
+    assert with_zeros.items.ids() == without.items.ids()
+    users = without.users.admitted_rows()
+    assert torch.equal(with_zeros.scoring.scores(users), without.scoring.scores(users))

@@ -24,6 +24,18 @@ class EventColumns:
     def context_list(self) -> list[dict[str, Any]]:
         return self.contexts if self.contexts is not None else [{}] * len(self.users)
 
+    def take(self, keep: np.ndarray) -> EventColumns:
+        """The events where the boolean mask `keep` is set."""
+        idx = np.flatnonzero(keep).tolist()
+        ctx = None if self.contexts is None else [self.contexts[k] for k in idx]
+        return EventColumns(
+            [self.users[k] for k in idx],
+            [self.items[k] for k in idx],
+            self.ts[keep],
+            self.weights[keep],
+            ctx,
+        )
+
     @classmethod
     def from_events(cls, events: Any) -> EventColumns:
         """From any sequence of objects with user, item, ts, weight and context attributes."""

@@ -25,6 +25,7 @@ import torch
 from trainer.core.columns import EventColumns, StepStats
 from trainer.core.evaluator import Evaluator
 from trainer.core.features import ContextEncoder, ItemFeatures
+from trainer.core.frequency import InBatchFrequency
 from trainer.core.gravity import ItemGramian
 from trainer.core.history import UserHistory
 from trainer.core.loss import EXCLUDED
@@ -60,7 +61,9 @@ class Learner:
         self.history = UserHistory(s.history)
         self.rng = np.random.default_rng(s.seed + 2)
         self.torch_gen = torch.Generator().manual_seed(s.seed + 3)
-        self.gram = ItemGramian(s.dim) if s.gravity > 0 else None
+        self.in_batch = InBatchFrequency()
+        self.gram = ItemGramian(s.dim, 64 if s.item_features else 512) if s.gravity else None
+        self._no_vectors = torch.empty(0, s.dim)
         self.item_valid = np.zeros(1024, dtype=bool)  # rows that are admitted items
         self.user_active = np.zeros(1024, dtype=np.int64)  # events_applied at last activity
         self.events_applied = 0
@@ -96,6 +99,9 @@ class Learner:
         freed_users, freed_items = self.users.take_freed(), self.items.take_freed()
         self.history.reset(freed_users)
         self.history.forget_items(freed_items)
+        if self.gram is not None:  # evicted items leave the catalogue's Gramian
+            gone_rows = freed_items[self.item_valid[freed_items]]
+            self.gram.swap(self.scoring.item_vectors(gone_rows), self._no_vectors)
         self.item_valid[freed_items] = False
         fresh_users, fresh_items = self.users.take_fresh(), self.items.take_fresh()
         m.users.reset(torch.from_numpy(fresh_users))
@@ -104,15 +110,24 @@ class Learner:
         m.items.reset(torch.from_numpy(fresh_items))
         m.item_bias.reset(torch.from_numpy(fresh_items))
         self.counts.clear(gone)
+        self.in_batch.clear(gone)
         self.sampler.update(gone)
         self.item_features.reset(gone)
         self.item_valid[fresh_items] = True
+        if self.gram is not None:  # ... and admitted ones enter it
+            self.gram.swap(self._no_vectors, self.scoring.item_vectors(fresh_items))
         return u, i, fresh_users, fresh_items
 
     # ---- learning --------------------------------------------------------------------------
     def learn(self, cols: EventColumns) -> StepStats:
+        """Learn one batch. An event of weight 0 teaches nothing: it counts as applied and
+        changes nothing else (no row, count, history or negative)."""
+        n = len(cols)
+        if n and not (cols.weights > 0).all():
+            cols = cols.take(cols.weights > 0)
         if len(cols) == 0:
-            return StepStats(0, 0.0, 0)
+            self.events_applied += n
+            return StepStats(n, 0.0, 0)
         s = self.settings
         contexts = cols.context_list()
         u, i, fresh_users, fresh_items = self._rows(cols)
@@ -120,14 +135,14 @@ class Learner:
         ranks = self.evaluator.ranks_before_learning(u, i, cols, fresh_users, fresh_items)
         t1 = self._clock()
         self.last_ts = max(self.last_ts, int(cols.ts.max()))
-        own = i >= self.items.buckets  # positives with a row of their own
-        self.sampler.rescaled(self.counts.add(i[own], cols.ts[own]))
-        self.sampler.update(i[own])
+        # the step sees the popularity of everything before this batch (its own positives in
+        # the prior would leak the label); in-batch q counts the batch it is drawn from
+        self.in_batch.update(i)
         neg = draw(
             s.negatives,
             i,
             self.sampler,
-            self.counts,
+            self.in_batch,
             self.items.rows_used,
             s.hard_pool,
             self.rng,
@@ -138,17 +153,30 @@ class Learner:
         hist = self.history.get(u, cols.users, self.users.buckets)
         cat_rows, nums = self.context.encode(contexts, learn=True)
         loss = self.step.run(u, i, hist, cat_rows, nums, neg, cols.weights)
+        own = i >= self.items.buckets  # positives with a row of their own
+        self.sampler.rescaled(self.counts.add(i[own], cols.ts[own], cols.weights[own]))
+        self.sampler.update(i[own])
         self.history.push(
             u[own], i[own], [cols.users[k] for k in np.flatnonzero(own)], self.users.buckets
         )
-        self.item_features.observe(i[own], [contexts[k] for k in np.flatnonzero(own)])
-        self.events_applied += len(cols)
+        self._observe_features(i[own], [contexts[k] for k in np.flatnonzero(own)])
+        self.events_applied += n
         self.user_active[u[u >= self.users.buckets]] = self.events_applied
         self.batches += 1
         t3 = self._clock()
         self.evaluator.account(ranks, loss, eval_ms=(t1 - t0) * 1e3, step_ms=(t3 - t1) * 1e3)
         timings = {"eval": (t1 - t0) * 1e3, "sample": (t2 - t1) * 1e3, "step": (t3 - t2) * 1e3}
-        return StepStats(len(cols), loss, neg.total, 0 if ranks is None else len(ranks), timings)
+        return StepStats(n, loss, neg.total, 0 if ranks is None else len(ranks), timings)
+
+    def _observe_features(self, items: np.ndarray, contexts: list[dict[str, Any]]) -> None:
+        """Items' latest feature values; new values move their Ṽ, so the Gramian follows."""
+        if not self.item_features.fields:
+            return
+        rows = np.unique(items[self.item_valid[items]]) if self.gram is not None else None
+        before = self.scoring.item_vectors(rows) if rows is not None else None
+        self.item_features.observe(items, contexts)
+        if self.gram is not None and rows is not None and before is not None:
+            self.gram.swap(before, self.scoring.item_vectors(rows))
 
     def figures(self) -> dict[str, Any]:
         """Progressive quality so far and vocabulary counters, for logs, status and metrics."""
@@ -171,6 +199,7 @@ class Learner:
             "vocab.items.": (self.items, "items"),
             "": (self.model, "model"),
             "counts.": (self.counts, "counts"),
+            "in_batch.": (self.in_batch, "in_batch"),
             "sampler.": (self.sampler, "sampler"),
             "history.": (self.history, "history"),
             "context.": (self.context, "context"),
@@ -203,7 +232,7 @@ class Learner:
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         meta = _upgrade(arrays, meta)
         for prefix, (part, key) in self._parts().items():
-            part.load_state(unprefixed(arrays, prefix) if prefix else arrays, meta[key])
+            part.load_state(unprefixed(arrays, prefix) if prefix else arrays, meta.get(key, {}))
         ni, nu = self.items.rows_used, self.users.rows_used
         self.item_valid = np.zeros(max(ni, 1024), dtype=bool)
         self.item_valid[:ni] = as_numpy(arrays["item_valid"]).astype(bool)
@@ -240,6 +269,8 @@ def _upgrade(arrays: Arrays, meta: Meta) -> Meta:
         "model": {},
         "sampler": {"rng": rng["sampler"]},
         "history": {"pending": meta.get("history_pending", [])},
+        "in_batch": {},
+        "gram": {},
         "item_features": {},
         "learner_rng": rng["learner"],
     }

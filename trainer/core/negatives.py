@@ -6,7 +6,7 @@ positives, and for each query picks 64 hard negatives. Strategies:
 - `popularity:N` — N items from q(j) ∝ count_j^α mixed with ε uniform (popularity.py);
 - `uniform:N` — N items uniformly;
 - `in-batch` — the other positives of the batch, free but drawn ∝ each item's share of
-  positives (not count^α): that share, from decayed counts, is their q;
+  positives (not count^α): that share, estimated over the recent stream (frequency.py), is q;
 - `hard:N` — per query, N items drawn with probability rising with the score ψ(x)·V_j: a pool of
   `hard_pool` items drawn by popularity (the first of the `popularity` draws when present),
   scored against the batch's queries, and each query samples from softmax(score/τ) over it;
@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from trainer.core.loss import EXCLUDED
-from trainer.core.popularity import DecayedCounts, PopularitySampler
+from trainer.core.popularity import PopularitySampler
 
 STRATEGIES = ("popularity", "uniform", "in-batch", "hard", "full", "none")
 _NO_COUNT = ("in-batch", "full", "none")
@@ -74,6 +75,10 @@ def parse_negatives(text: str) -> tuple[NegativeSpec, ...]:
     return tuple(specs)
 
 
+class Shares(Protocol):
+    def share(self, rows: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass
 class Negatives:
     """A batch's negatives. Shared columns serve every query; hard ones are drawn per query.
@@ -99,13 +104,14 @@ def draw(
     specs: tuple[NegativeSpec, ...],
     positives: np.ndarray,
     sampler: PopularitySampler,
-    positive_counts: DecayedCounts,
+    in_batch_q: Shares,
     n_items: int,
     hard_pool: int,
     rng: np.random.Generator,
     logq: bool = True,
 ) -> Negatives:
-    """Draw the shared negatives; `positive_counts` must already hold this batch's positives.
+    """Draw the shared negatives. `in_batch_q.share(rows)` is the q of an in-batch negative,
+    its item's share of recent positives (frequency.py; it must have counted this batch).
 
     With `logq=False` every correction is 0 (plain sampled softmax, for comparison).
     """
@@ -124,7 +130,7 @@ def draw(
         blocks.append((np.arange(n_items), np.full(n_items, 1.0 / n_items)))
     if "in-batch" in by_name:
         # each occurrence is one draw: an item twice in the batch is two negatives
-        blocks.append((positives, positive_counts.share(positives)))
+        blocks.append((positives, in_batch_q.share(positives)))
     rows = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.int64)
     q = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0)
     first = len(blocks[0][0]) if blocks and ("popularity" in by_name or hard) else 0

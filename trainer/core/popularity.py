@@ -162,6 +162,8 @@ class SumTree:
 
     def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n leaves drawn with replacement ∝ weight (total must be > 0)."""
+        if n == 0:
+            return np.empty(0, np.int64)
         u = rng.random(n) * self.tree[1]
         node = np.ones(n, dtype=np.int64)
         tree = self.tree

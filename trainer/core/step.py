@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from trainer.core.features import MISSING
 from trainer.core.gravity import gravity_penalty
 from trainer.core.history import EMPTY, history_mean
 from trainer.core.loss import (
@@ -58,12 +59,14 @@ class Step:
         feature_term = m.feature_term(lr.item_features.rows[item_rows], grads)
         Vf = V if feature_term is None else V + feature_term
         offset = bias[:, 0] + lr.scoring.prior(item_rows)
-        U, u_inv = grads.gather(m.users, u)
+        # a user without a row of its own (pending, in a shared bucket) is trained as it is
+        # served: from its history and context, without an embedding
+        user_vecs = m.embed(m.users, np.where(u >= lr.users.buckets, u, MISSING), grads)
 
         local_hist = np.full(hist.shape, EMPTY, dtype=np.int64)
         local_hist[valid] = inv[b + n :]
         context = m.context_inputs(cat_rows, nums, grads)
-        psi = m.query(U[u_inv], history_mean(Vf, local_hist), context)
+        psi = m.query(user_vecs, history_mean(Vf, local_hist), context)
         pos_idx = torch.from_numpy(inv[:b])
         pos_s = (psi * Vf[pos_idx]).sum(1) + offset[pos_idx]
         w = torch.from_numpy(weights)
@@ -74,19 +77,20 @@ class Step:
             loss = sampled_softmax_loss(pos_s, blocks, w)
         total = loss
         gram = lr.gram
+        catalogue = lr.item_valid[item_rows]  # touched rows that are items (not buckets)
         if gram is not None:
-            if gram.rows == 0:
-                gram.recompute(m.items.weight[: lr.items.rows_used])
-            total = loss + gravity_penalty(psi, gram.matrix(), len(lr.items), V, s.gravity)
+            if gram.due:
+                rows = np.flatnonzero(lr.item_valid[: lr.items.rows_used])
+                gram.recompute(lr.scoring.item_vectors(rows))
+            touched = Vf[torch.from_numpy(catalogue)]
+            total = loss + gravity_penalty(psi, gram.matrix(), len(lr.items), touched, s.gravity)
         m.dense_opt.zero_grad(set_to_none=True)
         # per-event gradient scale: a row sees O(1) gradients, the scale Adagrad is tuned for
         (total * b).backward()
         m.dense_opt.step()
-        old_v = V.detach().clone() if gram is not None else None
         grads.apply()
-        if gram is not None and old_v is not None:
-            rows_t = torch.from_numpy(item_rows)
-            gram.replace(old_v, m.items.weight[rows_t], m.items.weight, lr.items.rows_used)
+        if gram is not None:
+            gram.swap(touched, lr.scoring.item_vectors(item_rows[catalogue]))
         return float(loss.detach())
 
     def _negative_blocks(
