@@ -92,6 +92,33 @@ class Scorer:
         return self.query(rows, users, contexts or [{}] * len(users), cold)
 
     @torch.no_grad()
+    def query_recent(
+        self, recent: list[list[str]], contexts: list[dict[str, Any]] | None = None
+    ) -> torch.Tensor:
+        """ψ of users known only by their recent item ids (oldest first) and contexts: what
+        `store.Reader.recommend_for` computes from a published version. Unknown items are
+        skipped; the last `history` known ones count."""
+        lr = self._lr
+        m = lr.model
+        length = lr.settings.history
+        hist = np.full((len(recent), length), EMPTY, dtype=np.int64)
+        for k, ids in enumerate(recent):
+            rows = lr.items.lookup(ids) if ids else np.empty(0, np.int64)
+            rows = (
+                rows[(rows >= 0) & lr.item_valid[np.maximum(rows, 0)]][-length:]
+                if length
+                else rows[:0]
+            )
+            hist[k, : len(rows)] = rows
+        valid = hist != EMPTY
+        Vf = self.item_vectors(hist[valid]) if valid.any() else torch.zeros(1, m.dim)
+        local = np.full(hist.shape, EMPTY, dtype=np.int64)
+        local[valid] = np.arange(int(valid.sum()))
+        cat_rows, nums = lr.context.encode(contexts or [{}] * len(recent))
+        zeros = torch.zeros(len(recent), m.dim)
+        return m.query(zeros, history_mean(Vf, local), m.context_inputs(cat_rows, nums))
+
+    @torch.no_grad()
     def query_vectors(self, user_rows: np.ndarray) -> torch.Tensor:
         """ψ of admitted user rows (no context): what the writer publishes per user."""
         ids = [self._lr.users.id_of(int(r)) or "" for r in user_rows]
