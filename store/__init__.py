@@ -14,7 +14,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from store.errors import InvalidSnapshot, NoVersion, PublishError, StoreError, UnknownUser
+from store.errors import (
+    InvalidSnapshot,
+    NoVersion,
+    PublishError,
+    StoreError,
+    UnknownUser,
+    Unreachable,
+)
 from store.layout import Layout
 from store.snapshot import Snapshot, load_snapshot, save_snapshot
 from store.table import Table
@@ -49,6 +56,7 @@ __all__ = [
     "StoreError",
     "Table",
     "UnknownUser",
+    "Unreachable",
     "Writer",
     "load_snapshot",
     "ping",

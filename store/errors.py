@@ -40,3 +40,16 @@ class UnknownUser(StoreError):
             f"user {user!r} has no vector in version {version} of namespace {namespace!r}: "
             "build a query vector for them (cold start) and call recommend_vector instead"
         )
+
+
+class Unreachable(StoreError):
+    """Redis did not answer at `address` (down, a wrong host or port, a network between)."""
+
+    what = "Redis"
+
+    def __init__(self, address: str, reason: str, setting: str | None = None) -> None:
+        self.address, self.reason, self.setting = address, reason, setting
+        named = f"that {setting} names it" if setting else "that the URL names it"
+        super().__init__(
+            f"cannot reach {self.what} at {address} ({reason}); check that it runs and {named}"
+        )

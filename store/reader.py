@@ -24,7 +24,7 @@ import msgspec
 import numpy as np
 import redis
 
-from store.errors import NoVersion, StoreError, UnknownUser
+from store.errors import NoVersion, StoreError, UnknownUser, Unreachable
 from store.layout import DEFAULT_NAMESPACE, FORMAT, Layout, chunk_bounds
 from store.table import Table, as_id
 from store.tower import QueryTower
@@ -326,8 +326,19 @@ def where(client: redis.Redis) -> str:
 def redis_errors(
     client: redis.Redis, doing: str, error: type[StoreError] = StoreError
 ) -> Iterator[None]:
-    """Turn redis-py's errors into `error`, naming what was being done and where."""
+    """Turn redis-py's errors into `error`, naming what was being done and where; into
+    `Unreachable` when no Redis answered (unless a narrower `error` is asked for)."""
     try:
         yield
     except redis.RedisError as e:
+        if error is StoreError and unreachable(e):
+            detail = str(e).rstrip(".")  # "Error 111 connecting to HOST:PORT. Connection refused"
+            raise Unreachable(where(client), f"{doing}: {detail.split('. ')[-1]}") from e
         raise error(f"{doing}: redis at {where(client)} failed: {e}") from e
+
+
+def unreachable(e: redis.RedisError) -> bool:
+    """Whether `e` says that no Redis answered (not that one answered with an error)."""
+    if isinstance(e, redis.AuthenticationError | redis.exceptions.AuthorizationError):
+        return False  # a server answered, and refused the credentials
+    return isinstance(e, redis.ConnectionError) or str(e).startswith("Timeout connecting")

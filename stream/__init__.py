@@ -7,7 +7,7 @@ not drag a Kafka client into the trainer's core.
 from typing import TYPE_CHECKING, Any
 
 from stream.broker import LocalBroker, tansu_path
-from stream.errors import InvalidEvent, SinkError, SourceError, StreamError
+from stream.errors import InvalidEvent, SinkError, SourceError, StreamError, Unreachable
 from stream.event import MAX_ID_BYTES, MAX_MESSAGE_BYTES, Decoder, Interaction, encode
 from stream.files import FileSource, iter_lines
 from stream.source import Batch, EventSource
@@ -59,6 +59,7 @@ __all__ = [
     "SourceError",
     "SourceURI",
     "StreamError",
+    "Unreachable",
     "World",
     "encode",
     "ensure_topic",

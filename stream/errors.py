@@ -24,3 +24,16 @@ class SourceError(StreamError):
 
 class SinkError(StreamError):
     """A record could not be written (dead letters, the replay producer); never dropped silently."""
+
+
+class Unreachable(SourceError):
+    """No Kafka broker answered at `address` (down, a wrong host or port, a network between)."""
+
+    what = "the Kafka broker"
+
+    def __init__(self, address: str, reason: str, setting: str | None = None) -> None:
+        self.address, self.reason, self.setting = address, reason, setting
+        named = f"that {setting} names its address" if setting else "that the address is right"
+        super().__init__(
+            f"cannot reach {self.what} at {address} ({reason}); check that it runs and {named}"
+        )

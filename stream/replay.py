@@ -15,7 +15,7 @@ import msgspec
 from tqdm import tqdm
 
 from stream.defaults import TOPIC_PARTITIONS
-from stream.errors import SourceError
+from stream.errors import SourceError, Unreachable
 from stream.files import iter_lines
 from stream.uri import parse_uri
 
@@ -60,7 +60,10 @@ def replay(
     if rate < 0:
         raise SourceError(f"--rate must be >= 0 events/s (0 = unlimited), got {rate}")
     settings = KafkaSettings(bootstrap=uri.bootstrap, client_options=dict(client_options or {}))
-    ensure_topic(settings, uri.topic, partitions)
+    try:
+        ensure_topic(settings, uri.topic, partitions)
+    except Unreachable as e:
+        raise Unreachable(e.address, e.reason, setting="--to") from e
     sink = KafkaSink(settings, uri.topic)
     started = time.monotonic()
     n = 0

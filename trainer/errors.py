@@ -11,3 +11,7 @@ class ConfigError(TrainerError):
 
 class CheckpointError(TrainerError):
     """A checkpoint cannot be written or read (and no older good one exists)."""
+
+
+class Stopped(TrainerError):
+    """A stop (SIGTERM/SIGINT) came while waiting to start: nothing ran, nothing to save."""

@@ -15,12 +15,12 @@ from kafka.admin import NewTopic
 
 from stream.defaults import TOPIC_PARTITIONS
 from stream.errors import SourceError
-from stream.kafka.settings import TOPIC_MAX_MESSAGE_BYTES, KafkaSettings
+from stream.kafka.settings import TOPIC_MAX_MESSAGE_BYTES, KafkaSettings, connect
 
 
 def describe_topic(settings: KafkaSettings, topic: str) -> dict[str, Any] | None:
     """kafka-python's description of `topic` (``topic_id``, ``partitions``), or None if missing."""
-    admin = KafkaAdminClient(**settings.config(KafkaAdminClient))
+    admin = connect(settings, KafkaAdminClient)
     try:
         (info,) = admin.describe_topics([topic])
     finally:
@@ -40,7 +40,7 @@ def topic_id(settings: KafkaSettings, topic: str) -> str | None:
 
 def ensure_topic(settings: KafkaSettings, topic: str, partitions: int = TOPIC_PARTITIONS) -> str:
     """Create `topic` with `partitions` partitions unless it exists; return its topic_id."""
-    admin = KafkaAdminClient(**settings.config(KafkaAdminClient))
+    admin = connect(settings, KafkaAdminClient)
     config = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
     try:
         admin.create_topics([NewTopic(topic, partitions, 1, topic_configs=config)])

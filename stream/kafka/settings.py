@@ -1,4 +1,5 @@
-"""How to reach Kafka: `KafkaSettings` (shared by every client here) and partition keys.
+"""How to reach Kafka: `KafkaSettings` (shared by every client here), `connect` (a client, or
+`Unreachable` naming the address and why) and partition keys.
 
 A partition's position key, ``"<topic>:<partition>"`` (`key_of`), is how sources, checkpoints
 and lag reports name it.
@@ -6,16 +7,20 @@ and lag reports name it.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
+import kafka.errors as kerr
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
 from stream.defaults import HEARTBEAT_INTERVAL_MS, MAX_POLL_INTERVAL_MS, SESSION_TIMEOUT_MS
-from stream.errors import SourceError
+from stream.errors import SourceError, Unreachable
+
+C = TypeVar("C")
 
 # Room for a batch of small events around one event of MAX_MESSAGE_BYTES; larger records are
 # refused by the producer and, on Apache Kafka, by the topic, so the decoder sees none.
@@ -54,3 +59,43 @@ class KafkaSettings:
 def key_of(tp: TopicPartition) -> str:
     """The position key of a partition: ``"<topic>:<partition>"``."""
     return f"{tp.topic}:{tp.partition}"
+
+
+def connect(settings: KafkaSettings, client: type[C], **fixed: Any) -> C:
+    """A kafka-python `client` made with ``settings.config(client, **fixed)``.
+
+    Raises `Unreachable` when no broker answers: at once when no bootstrap address accepts a
+    TCP connection (kafka-python would retry until its bootstrap timeout, logging each try),
+    else when the client's bootstrap times out (e.g. a listener that speaks no Kafka, or TLS or
+    SASL settings the broker refuses).
+    """
+    why = _no_listener(settings.bootstrap)
+    if why is None:
+        config = settings.config(client, **fixed)
+        try:
+            return client(**config)
+        except (kerr.NoBrokersAvailable, kerr.KafkaTimeoutError) as e:
+            defaults = client.DEFAULT_CONFIG  # type: ignore[attr-defined]
+            timeout_ms = config.get("bootstrap_timeout_ms", defaults["bootstrap_timeout_ms"])
+            why = f"bootstrap failed after {timeout_ms / 1000:g} s ({type(e).__name__})"
+    raise Unreachable(settings.bootstrap, why)
+
+
+def _no_listener(bootstrap: str, timeout_s: float = 2.0) -> str | None:
+    """None if some address of `bootstrap` (``host:port,...``) accepts a TCP connection, else why
+    none does."""
+    reasons = []
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+            return None
+        except socket.gaierror:
+            reasons.append(f"unknown host {host!r}")
+        except ConnectionRefusedError:
+            reasons.append("connection refused")
+        except TimeoutError:
+            reasons.append(f"no answer in {timeout_s:g} s")
+        except (OSError, ValueError) as e:
+            reasons.append(getattr(e, "strerror", None) or str(e))
+    return "; ".join(dict.fromkeys(reasons))

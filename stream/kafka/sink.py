@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 
 from stream.errors import SinkError
 from stream.event import MAX_MESSAGE_BYTES
-from stream.kafka.settings import TOPIC_MAX_MESSAGE_BYTES, KafkaSettings
+from stream.kafka.settings import TOPIC_MAX_MESSAGE_BYTES, KafkaSettings, connect
 
 _DEAD_LETTER_MAX_VALUE = TOPIC_MAX_MESSAGE_BYTES - 64 * 1024  # room for key and headers
 
@@ -29,15 +29,14 @@ class KafkaSink:
         self._failed = 0
         self._first_error: BaseException | None = None
         self._lock = threading.Lock()
-        self._producer = KafkaProducer(
-            **settings.config(
-                KafkaProducer,
-                acks="all",
-                compression_type="lz4",
-                linger_ms=20,
-                batch_size=256 * 1024,
-                max_request_size=TOPIC_MAX_MESSAGE_BYTES,
-            )
+        self._producer = connect(
+            settings,
+            KafkaProducer,
+            acks="all",
+            compression_type="lz4",
+            linger_ms=20,
+            batch_size=256 * 1024,
+            max_request_size=TOPIC_MAX_MESSAGE_BYTES,
         )
 
     def send(

@@ -21,7 +21,7 @@ from stream.errors import InvalidEvent, SinkError, SourceError
 from stream.event import Decoder, Interaction
 from stream.kafka.admin import describe_topic, ensure_topic, topic_id
 from stream.kafka.rebalance import Rebalance, Work
-from stream.kafka.settings import KafkaSettings, key_of
+from stream.kafka.settings import KafkaSettings, connect, key_of
 from stream.kafka.sink import KafkaDeadLetter
 from stream.ledger import PartitionLedger
 from stream.source import Batch
@@ -89,20 +89,19 @@ class KafkaSource:
         ensure_topic(settings, dead_letter_topic, partitions=len(info["partitions"]))
         self._dead = KafkaDeadLetter(settings, dead_letter_topic)
         try:
-            self._consumer = KafkaConsumer(
-                **settings.config(
-                    KafkaConsumer,
-                    group_id=group,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    allow_auto_create_topics=False,
-                    session_timeout_ms=settings.session_timeout_ms,
-                    heartbeat_interval_ms=settings.heartbeat_interval_ms,
-                    max_poll_interval_ms=settings.max_poll_interval_ms,
-                    check_crcs=settings.check_crcs,
-                    fetch_max_bytes=settings.fetch_max_bytes,
-                    max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
-                )
+            self._consumer = connect(
+                settings,
+                KafkaConsumer,
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                allow_auto_create_topics=False,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
+                check_crcs=settings.check_crcs,
+                fetch_max_bytes=settings.fetch_max_bytes,
+                max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
             )
             self._consumer.subscribe([topic], listener=Rebalance(self, self._consumer))
         except BaseException:

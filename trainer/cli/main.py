@@ -54,15 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(args.log_level)
     if args.log_level != "DEBUG":
         logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection chatter
-    from store import StoreError
-    from stream import StreamError
+    import store
+    import stream
     from trainer.errors import TrainerError
 
     try:
         return COMMANDS[args.command].run(args)
-    except (TrainerError, StreamError, StoreError) as e:
+    except (stream.Unreachable, store.Unreachable) as e:
+        print(f"recstream {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (TrainerError, stream.StreamError, store.StoreError) as e:
         print(f"recstream {args.command}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from store.retention import GRACE_S, KEEP
 from trainer.cli.flags import REDIS, REDIS_TLS, SECTIONS, redis_options
 from trainer.cli.options import add_options
-from trainer.daemon.settings import CHECKPOINT_DIR, METRICS_HOST, METRICS_PORT, TEST_MODE
+from trainer.daemon.settings import (
+    CHECKPOINT_DIR,
+    CONNECT_TIMEOUT,
+    METRICS_HOST,
+    METRICS_PORT,
+    TEST_MODE,
+)
 from trainer.options import Option, positive, seconds, seconds_or_zero, whole
+
+if TYPE_CHECKING:
+    from store import Writer
 
 HELP = "the writer: publish checkpoints to Redis"
 DESCRIPTION = (
@@ -21,6 +31,7 @@ OPTIONS = (
     CHECKPOINT_DIR,
     REDIS,
     Option("--watch", False, "keep running; publish each new checkpoint"),
+    CONNECT_TIMEOUT,
     Option("--interval", 1.0, "--watch: seconds between looks", seconds, metavar="SECONDS"),
     Option("--keep", KEEP, "versions kept in Redis besides the current one's grace", positive),
     Option(
@@ -62,6 +73,10 @@ def run(a: argparse.Namespace) -> int:
     if a.watch:
         from trainer.daemon.metrics import MetricsServer, WriterMetrics
         from trainer.daemon.publish import WatchStatus
+        from trainer.daemon.waiting import wait_for
+
+        if a.parent_pid is None:  # a trainer's writer child waits as long as its trainer runs
+            wait_for(lambda left: _answers(writer), a.connect_timeout, setting="--redis")
 
         metrics, status, server = WriterMetrics(), WatchStatus(), None
         if a.metrics_port is not None:
@@ -89,3 +104,16 @@ def run(a: argparse.Namespace) -> int:
         return 1
     print(json.dumps({"published_version": version, "namespace": a.namespace}))
     return 0
+
+
+def _answers(writer: Writer) -> None:
+    """Returns once Redis answers, even with an error (`watch` retries those as ever); raises
+    `store.Unreachable` while none does."""
+    from store import StoreError, Unreachable
+
+    try:
+        writer.current_version()
+    except Unreachable:
+        raise
+    except StoreError:
+        pass

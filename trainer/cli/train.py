@@ -11,7 +11,8 @@ from trainer.cli.flags import KAFKA_SECURITY_OPTIONS, REDIS_TLS, SECTIONS, kafka
 from trainer.cli.options import add_options, build, options_of
 from trainer.cli.resolve import redact_url
 from trainer.core.settings import ModelSettings
-from trainer.daemon.settings import TrainSettings
+from trainer.daemon.settings import PROGRESS, TrainSettings
+from trainer.errors import Stopped
 
 HELP = "the trainer daemon"
 DESCRIPTION = (
@@ -42,7 +43,7 @@ def settings(args: argparse.Namespace) -> TrainSettings:
         model=build(ModelSettings, args),
         kafka_options=kafka_options(args),
         redis_tls=redis_tls(args),
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=PROGRESS.setting(args.no_progress) and sys.stderr.isatty(),
     )
 
 
@@ -61,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     )
     trainer = Trainer(s)
     trainer.install_signal_handlers()
-    learner = trainer.run()
+    try:
+        learner = trainer.run()
+    except Stopped as e:  # SIGTERM before the source opened: nothing to checkpoint
+        log.info("%s", e)
+        return 0
     summary: dict[str, object] = {
         "events_applied": learner.events_applied if learner else None,
         "events_rejected": trainer.rejected,

@@ -168,6 +168,7 @@ class Trainer:
             applied.offsets,
             self._on_revoke,
             resuming=applied.checkpoint_id is not None,
+            should_stop=lambda: self.stop_requested,  # SIGTERM ends a wait for the broker
         )
         applied.offsets = opened.offsets
         if opened.end_offsets is not None:

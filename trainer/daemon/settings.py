@@ -40,6 +40,14 @@ METRICS_HOST = Option(
     group=OPERATIONS,
 )
 PROGRESS = Option("--no-progress", True, "no progress bar (shown only when stderr is a terminal)")
+CONNECT_TIMEOUT = Option(
+    "--connect-timeout",
+    180.0,
+    "at start, wait this long for the Kafka broker (train) or Redis (publish --watch), retrying "
+    "with backoff, then exit 1",
+    seconds,
+    metavar="SECONDS",
+)
 CHECKPOINT_DIR = Option(
     "--checkpoint-dir",
     None,
@@ -65,13 +73,7 @@ class TrainSettings:
         metavar="URL",
     ).field(repr=False)  # may hold a password
     namespace: str = NAMESPACE.field()
-    connect_timeout_s: float = Option(
-        "--connect-timeout",
-        180.0,
-        "at start, wait this long for the Kafka broker (retrying with backoff), then exit 1",
-        seconds,
-        metavar="SECONDS",
-    ).field()
+    connect_timeout_s: float = CONNECT_TIMEOUT.field()
     batch_size: int = Option("--batch-size", 1024, "events per training step", positive).field()
     stop_when_idle_s: float | None = Option(
         "--stop-when-idle",

@@ -1,16 +1,27 @@
-"""The trainer's event source, from its `--source` URI: a JSONL log or a Kafka topic."""
+"""The trainer's event source, from its `--source` URI: a JSONL log or a Kafka topic.
+
+A Kafka source waits for its broker first (`--connect-timeout`): a trainer may start before it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from stream import Batch, EventSource, parse_uri
 from trainer.daemon.settings import TrainSettings
+from trainer.daemon.waiting import wait_for
+
+if TYPE_CHECKING:
+    from stream.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+ATTEMPT_S = 10.0  # one try to reach the broker waits no longer for its bootstrap
 
 
 @dataclass
@@ -25,10 +36,12 @@ def open_source(
     offsets: dict[str, int],
     on_revoke: Callable[[Batch], None],
     resuming: bool,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Opened:
     """Open `s.source` at `offsets`. `resuming` (from a checkpoint): a Kafka partition the
     checkpoint does not name starts at the log start, never at a committed offset that a later
-    checkpoint may have moved past the state (see `stream.kafka.KafkaSource`)."""
+    checkpoint may have moved past the state (see `stream.kafka.KafkaSource`). Waits up to
+    `s.connect_timeout_s` for the broker; `should_stop` ends the wait (`trainer.errors.Stopped`)."""
     uri = parse_uri(s.source)
     if uri.scheme == "file":
         from stream.files import FileSource
@@ -45,7 +58,12 @@ def open_source(
         max_poll_interval_ms=s.max_poll_interval_ms,
         client_options=MappingProxyType(dict(s.kafka_options)),
     )
-    ensure_topic(ks, uri.topic, s.partitions)
+    wait_for(
+        lambda left: ensure_topic(_bounded(ks, left), uri.topic, s.partitions),
+        s.connect_timeout_s,
+        should_stop,
+        setting="--source",
+    )
     if s.from_time_ms is not None and not offsets:
         offsets = offsets_for_time(ks, uri.topic, s.from_time_ms)
         log.info("--from-time: starting at offsets %s", offsets)
@@ -59,3 +77,11 @@ def open_source(
         trust_committed=not resuming,
     )
     return Opened(kafka, offsets, EndOffsets(ks, uri.topic))
+
+
+def _bounded(ks: KafkaSettings, left_s: float) -> KafkaSettings:
+    """`ks` with a bootstrap timeout of at most ATTEMPT_S and `left_s` (unless one was set)."""
+    ms = max(1, int(1000 * min(ATTEMPT_S, left_s)))
+    return dataclasses.replace(
+        ks, client_options=MappingProxyType({"bootstrap_timeout_ms": ms, **ks.client_options})
+    )
