@@ -49,3 +49,17 @@ def test_env_names_are_options_of_the_service_command():
                 f"{dest.replace('_', '-')}"
             )
             assert str(getattr(resolve(parser, argv, env), dest)) == value
+
+
+def test_services_wait_for_healthy_dependencies_and_restart():
+    """depends_on alone does not wait for readiness: Kafka and Redis have health checks, the
+    trainer and the writer start once they pass, and come back after exiting (e.g. exit 1
+    after --connect-timeout when a dependency went away)."""
+    services = _compose()["services"]
+    for name in ("kafka", "redis"):
+        check = services[name]["healthcheck"]
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and check["retries"] >= 3
+    assert services["trainer"]["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    assert services["writer"]["depends_on"]["redis"] == {"condition": "service_healthy"}
+    for name in ("trainer", "writer"):
+        assert services[name]["restart"] in ("unless-stopped", "on-failure", "always")
