@@ -122,7 +122,7 @@ def watch(
     checkpoint_dir: Path,
     writer: Publisher,
     namespace: str,
-    interval_s: float = 1.0,
+    interval_s: float,
     parent_pid: int | None = None,
     max_backoff_s: float = 30.0,
     metrics: WriterMetrics | None = None,
