@@ -36,13 +36,18 @@ class QueryTower:
     numeric: list[dict[str, Any]] = field(default_factory=list)  # {"field", "mean", "std"}
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # context{k}, layer{k}.w/.b
     layers: int = 1
+    history_decay: float = 1.0  # weight of an item per step back in time (1: a plain mean)
 
     def query(self, recent: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
         """[ψ, 1] for a user with item vectors `recent` (m, dim+1 or dim), oldest first."""
         ctx = context or {}
         parts = [np.zeros(self.dim, np.float32)]
         recent = recent[-self.history :, : self.dim] if self.history else recent[:0, : self.dim]
-        parts.append(recent.mean(axis=0) if len(recent) else np.zeros(self.dim, np.float32))
+        if len(recent):
+            w = np.power(self.history_decay, np.arange(len(recent))[::-1], dtype=np.float64)
+            parts.append((w @ recent / w.sum()).astype(np.float32))
+        else:
+            parts.append(np.zeros(self.dim, np.float32))
         for k, spec in enumerate(self.context):
             value = ctx.get(spec["field"])
             table = self.weights[f"context{k}"]
@@ -74,6 +79,7 @@ class QueryTower:
             "context": self.context,
             "numeric": self.numeric,
             "layers": self.layers,
+            "history_decay": self.history_decay,
         }
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
         return save(arrays, metadata={SPEC_KEY: json.dumps(spec)})

@@ -12,10 +12,11 @@ from trainer.core.settings import ModelSettings
 from trainer.daemon.serving import export_tower
 
 
-def _learner(layers: tuple[int, ...]) -> Learner:
+def _learner(layers: tuple[int, ...], history_decay: float = 1.0) -> Learner:
     s = ModelSettings(
         dim=8,
         layers=layers,
+        history_decay=history_decay,
         min_count=1,
         history=5,
         context_fields=parse_fields("device,price:num"),
@@ -62,3 +63,18 @@ def test_empty_history_and_context_give_a_finite_query():
     tower = QueryTower.from_bytes(export_tower(learner).to_bytes())
     q = tower.query(np.zeros((0, 9), np.float32), None)
     assert np.isfinite(q).all() and torch.isfinite(learner.scoring.query_for(["nobody"])).all()
+
+
+def test_a_recency_weighted_history_is_served_as_it_is_trained():
+    """With --history-decay, the published tower weighs recent items as the trainer does, and
+    the trainer's view of a user known by recent items (query_recent) agrees."""
+    learner = _learner((16,), history_decay=0.6)
+    tower = QueryTower.from_bytes(export_tower(learner).to_bytes())
+    recent = ["i3", "i7", "i11", "i20"]
+    vectors = learner.scoring.item_vectors(learner.items.lookup(recent)).numpy()
+    ctx = {"device": "d2", "price": 40.0}
+    got = tower.query(vectors, ctx)
+    want = learner.scoring.query_recent([recent], [ctx])[0].numpy()
+    np.testing.assert_allclose(got[:-1], want, rtol=1e-4, atol=1e-5)
+    plain = QueryTower.from_bytes(export_tower(_learner((16,))).to_bytes())
+    assert tower.history_decay == 0.6 and plain.history_decay == 1.0

@@ -18,12 +18,22 @@ from trainer.core.state import Arrays, Meta, as_numpy
 EMPTY = -1
 
 
-def history_mean(table: torch.Tensor, hist: np.ndarray) -> torch.Tensor:
-    """Mean of `table` rows named by `hist` (B, L), EMPTY entries skipped; zeros if none."""
+def history_mean(
+    table: torch.Tensor, hist: np.ndarray, weights: np.ndarray | None = None
+) -> torch.Tensor:
+    """Mean of `table` rows named by `hist` (B, L), EMPTY entries skipped; zeros if none.
+    `weights` (B, L), if given, weigh the entries (a recency decay)."""
     valid = hist != EMPTY
     rows = torch.from_numpy(np.where(valid, hist, 0))
-    mask = torch.from_numpy(valid).unsqueeze(-1).to(table.dtype)
-    return (table[rows] * mask).sum(1) / mask.sum(1).clamp(min=1)
+    w = valid if weights is None else np.where(valid, weights, 0.0)
+    mask = torch.from_numpy(w).unsqueeze(-1).to(table.dtype)
+    total = mask.sum(1)
+    return (table[rows] * mask).sum(1) / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def recency_weights(ages: np.ndarray, decay: float) -> np.ndarray | None:
+    """decay^age per history entry (age 0 = the newest); None for a plain mean."""
+    return None if decay == 1.0 else np.power(decay, ages, dtype=np.float64)
 
 
 class UserHistory:
@@ -62,13 +72,24 @@ class UserHistory:
     ) -> np.ndarray:
         """Histories of user rows; rows < `buckets` are shared buckets: their users' pending
         histories are looked up by `ids` instead."""
+        return self.get_with_ages(users, ids, buckets)[0]
+
+    def get_with_ages(
+        self, users: np.ndarray, ids: Sequence[str] | None = None, buckets: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(histories, ages): each entry's age is how many of the user's items are newer."""
         out = self.items[users].copy()
-        if buckets and ids is not None and self.length:
+        if self.length == 0:
+            return out, np.zeros(out.shape, np.int64)
+        slots = np.arange(self.length)
+        ages = (self.next[users, None] - 1 - slots[None, :]) % self.length
+        if buckets and ids is not None:
             for k in np.flatnonzero(users < buckets).tolist():
                 out[k] = EMPTY
                 got = self.pending.get(ids[k], [])[-self.length :]
                 out[k, : len(got)] = got
-        return out
+                ages[k] = len(got) - 1 - slots
+        return out, ages
 
     def push(
         self,

@@ -56,7 +56,8 @@ class Learner:
         self.model = TwoTower(s)
         self.context = ContextEncoder(s.context_fields, s.feature_buckets)
         self.item_features = ItemFeatures(s.item_features, s.feature_buckets)
-        self.counts = DecayedCounts(s.half_life_ms)
+        self.counts = DecayedCounts(s.half_life_ms)  # the popularity sampler's
+        self.prior_counts = [DecayedCounts(h) for h in s.prior_half_lives]  # the prior's
         self.sampler = PopularitySampler(self.counts, s.alpha, s.epsilon, seed=s.seed + 1)
         self.history = UserHistory(s.history)
         self.rng = np.random.default_rng(s.seed + 2)
@@ -91,6 +92,8 @@ class Learner:
         m.item_bias.ensure(ni)
         self.history.ensure(nu)
         self.counts.ensure(ni)
+        for counts in self.prior_counts:
+            counts.ensure(ni)
         self.sampler.tree.ensure(ni)
         self.item_features.ensure(ni)
         self.item_valid = _grown(self.item_valid, ni)
@@ -109,8 +112,8 @@ class Learner:
         gone = np.concatenate([freed_items, fresh_items])
         m.items.reset(torch.from_numpy(fresh_items))
         m.item_bias.reset(torch.from_numpy(fresh_items))
-        self.counts.clear(gone)
-        self.in_batch.clear(gone)
+        for counts in (self.counts, *self.prior_counts, self.in_batch):
+            counts.clear(gone)
         self.sampler.update(gone)
         self.item_features.reset(gone)
         self.item_valid[fresh_items] = True
@@ -150,11 +153,13 @@ class Learner:
         )
         neg.log_q[~self.item_valid[neg.rows]] = EXCLUDED  # buckets and free rows are not items
         t2 = self._clock()
-        hist = self.history.get(u, cols.users, self.users.buckets)
+        hist, ages = self.history.get_with_ages(u, cols.users, self.users.buckets)
         cat_rows, nums = self.context.encode(contexts, learn=True)
-        loss = self.step.run(u, i, hist, cat_rows, nums, neg, cols.weights)
+        loss = self.step.run(u, i, hist, ages, cat_rows, nums, neg, cols.weights)
         own = i >= self.items.buckets  # positives with a row of their own
         self.sampler.rescaled(self.counts.add(i[own], cols.ts[own], cols.weights[own]))
+        for counts in self.prior_counts:
+            counts.add(i[own], cols.ts[own], cols.weights[own])
         self.sampler.update(i[own])
         self.history.push(
             u[own], i[own], [cols.users[k] for k in np.flatnonzero(own)], self.users.buckets
@@ -200,6 +205,10 @@ class Learner:
             "": (self.model, "model"),
             "counts.": (self.counts, "counts"),
             "in_batch.": (self.in_batch, "in_batch"),
+            **{
+                f"prior_counts.{k}.": (counts, f"prior_counts{k}")
+                for k, counts in enumerate(self.prior_counts)
+            },
             "sampler.": (self.sampler, "sampler"),
             "history.": (self.history, "history"),
             "context.": (self.context, "context"),
@@ -230,9 +239,13 @@ class Learner:
         return {k: as_tensor(v) for k, v in arrays.items()}, _jsonable(meta)
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        arrays = dict(arrays)
         meta = _upgrade(arrays, meta)
         for prefix, (part, key) in self._parts().items():
             part.load_state(unprefixed(arrays, prefix) if prefix else arrays, meta.get(key, {}))
+        for k, counts in enumerate(self.prior_counts):
+            if f"prior_counts{k}" not in meta and counts.half_life_ms == self.counts.half_life_ms:
+                counts.load_state(*self.counts.state())  # 0.1: the prior read the sampler's counts
         ni, nu = self.items.rows_used, self.users.rows_used
         self.item_valid = np.zeros(max(ni, 1024), dtype=bool)
         self.item_valid[:ni] = as_numpy(arrays["item_valid"]).astype(bool)

@@ -84,15 +84,27 @@ def hit_pairs(positives: np.ndarray, columns: np.ndarray) -> tuple[torch.Tensor,
     >>> [t.tolist() for t in hit_pairs(np.array([5, 7]), np.array([7, 5, 5]))]
     [[0, 0, 1], [1, 2, 0]]
     """
+    return pair_hits(np.arange(len(positives)), positives, columns)
+
+
+def pair_hits(
+    queries: np.ndarray, items: np.ndarray, columns: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query, column) pairs where a column's item is one of a query's items: for each
+    (queries[k], items[k]), every column equal to items[k].
+
+    >>> [t.tolist() for t in pair_hits(np.array([0, 0, 1]), np.array([5, 6, 5]), np.array([6, 5]))]
+    [[0, 0, 1], [1, 0, 1]]
+    """
     order = np.argsort(columns, kind="stable")
     ordered = columns[order]
-    lo = np.searchsorted(ordered, positives, "left")
-    counts = np.searchsorted(ordered, positives, "right") - lo
+    lo = np.searchsorted(ordered, items, "left")
+    counts = np.searchsorted(ordered, items, "right") - lo
     total = int(counts.sum())
-    queries = np.repeat(np.arange(len(positives)), counts)
+    rows = np.repeat(queries, counts)
     starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
     cols = order[np.arange(total) + starts]
-    return torch.from_numpy(queries), torch.from_numpy(cols)
+    return torch.from_numpy(rows), torch.from_numpy(cols)
 
 
 def sampled_softmax_loss(

@@ -66,7 +66,13 @@ class TwoTower:
         self.context = [fixed(s.feature_buckets) for _ in range(n_cat)]
         self.item_feats = [fixed(s.feature_buckets) for _ in s.item_features]
         self.tower = build_tower((2 + n_cat) * s.dim + n_num, s.layers, s.dim)
-        self.dense_opt = torch.optim.Adagrad(self.tower.parameters(), lr=s.dense_lr)
+        # w_h of the prior Σ_h w_h·log(1 + c_h): one weight per half-life of the counts
+        halves = len(s.prior_half_lives)
+        self.prior_weight = nn.Parameter(
+            torch.full((halves,), s.popularity_prior / halves), requires_grad=s.learn_prior
+        )
+        dense = [*self.tower.parameters(), *([self.prior_weight] if s.learn_prior else [])]
+        self.dense_opt = torch.optim.Adagrad(dense, lr=s.dense_lr)
 
     def tables(self) -> dict[str, EmbeddingTable]:
         out = {"users": self.users, "items": self.items, "item_bias": self.item_bias}
@@ -84,6 +90,7 @@ class TwoTower:
             arrays.update(prefixed(part, f"{name}."))
         for k, v in self.tower.state_dict().items():
             arrays[f"tower.{k}"] = v.detach().clone()
+        arrays["prior.weight"] = self.prior_weight.detach().clone()
         for idx, st in self.dense_opt.state_dict()["state"].items():
             for k, v in st.items():
                 arrays[f"dense_opt.{idx}.{k}"] = torch.as_tensor(v).clone()
@@ -101,6 +108,9 @@ class TwoTower:
             idx, name = key.split(".", 1)
             opt_state["state"].setdefault(int(idx), {})[name] = as_tensor(v)
         self.dense_opt.load_state_dict(opt_state)
+        if "prior.weight" in arrays:  # recstream 0.1: the prior's weight was the setting
+            with torch.no_grad():
+                self.prior_weight.copy_(as_tensor(arrays["prior.weight"]))
         self.generator.set_state(as_tensor(arrays["rng.tables"]))
 
     def embed(

@@ -23,7 +23,7 @@ an unbiased estimate of the partition function.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -94,6 +94,8 @@ class Negatives:
     pool_log_q: np.ndarray  # (M,) log q_pool of the pool's draws
     hard: int  # hard negatives per query
     pool_only: bool = False  # the pool columns are drawn for hard sampling only
+    # the shared columns that are the batch's positives, in the batch's order
+    in_batch: slice = field(default_factory=lambda: slice(0, 0))
 
     @property
     def positives_only(self) -> bool:
@@ -131,6 +133,8 @@ def draw(
     if "in-batch" in by_name:
         # each occurrence is one draw: an item twice in the batch is two negatives
         blocks.append((positives, in_batch_q.share(positives)))
+    batch_start = sum(len(b[0]) for b in blocks[:-1]) if "in-batch" in by_name else 0
+    in_batch = slice(batch_start, batch_start + len(positives) if "in-batch" in by_name else 0)
     rows = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.int64)
     q = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0)
     first = len(blocks[0][0]) if blocks and ("popularity" in by_name or hard) else 0
@@ -142,7 +146,8 @@ def draw(
     if pool_only:
         log_q[:first] = EXCLUDED
     pool_log_q = np.log(np.maximum(q[:pool_size], 1e-30))
-    return Negatives(rows, log_q, total, slice(0, pool_size), pool_log_q, hard, pool_only)
+    pool = slice(0, pool_size)
+    return Negatives(rows, log_q, total, pool, pool_log_q, hard, pool_only, in_batch)
 
 
 def draw_hard(

@@ -109,6 +109,8 @@ class DecayedCounts:
         return {"stored": self.stored[: self.rows].copy()}, meta
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
+        if not meta:  # a part the checkpoint did not hold: it starts empty
+            return
         self.ref_ms = meta["ref_ms"]
         rows = int(meta["rows"])
         self.stored = np.zeros(max(rows, 1024), dtype=np.float64)

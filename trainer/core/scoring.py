@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from trainer.core.history import EMPTY, history_mean
+from trainer.core.history import EMPTY, history_mean, recency_weights
 
 if TYPE_CHECKING:
     from trainer.core.learner import Learner
@@ -23,14 +23,18 @@ class Scorer:
         self._lr = learner
 
     def prior(self, rows: np.ndarray, now_ms: float | None = None) -> torch.Tensor:
-        """The popularity logit offset w·log(1 + decayed count) of item rows (0 when off)."""
+        """The popularity logit offset Σ_h w_h·log(1 + c_h) of item rows, c_h their counts
+        decayed with half-life h (0 when off); it carries w's gradient when w is learned."""
         lr = self._lr
-        w = lr.settings.popularity_prior
-        counts = lr.counts
-        if w == 0 or len(rows) == 0 or (counts.ref_ms is None and counts.half_life_ms):
+        s = lr.settings
+        if len(rows) == 0 or (s.popularity_prior == 0 and not s.learn_prior):
             return torch.zeros(len(rows))
-        now = now_ms if now_ms is not None else max(lr.last_ts, counts.ref_ms or 0)
-        return torch.from_numpy(w * np.log1p(counts.at(rows, now))).float()
+        logs = np.zeros((len(lr.prior_counts), len(rows)))
+        for h, counts in enumerate(lr.prior_counts):
+            if counts.ref_ms is not None:  # nothing counted yet: 0
+                now = now_ms if now_ms is not None else max(lr.last_ts, counts.ref_ms)
+                logs[h] = np.log1p(counts.at(rows, now))
+        return lr.model.prior_weight @ torch.from_numpy(logs).float()
 
     @torch.no_grad()
     def item_vectors(self, rows: np.ndarray) -> torch.Tensor:
@@ -71,13 +75,18 @@ class Scorer:
             cold = user_rows < lr.users.buckets
         if cold.any():
             user_vecs = user_vecs.masked_fill(torch.from_numpy(cold).unsqueeze(1), 0.0)
-        hist = lr.history.get(user_rows, ids, lr.users.buckets)
+        hist, ages = lr.history.get_with_ages(user_rows, ids, lr.users.buckets)
+        cat_rows, nums = lr.context.encode(contexts)
+        pooled = self.pooled_history(hist, ages)
+        return m.query(user_vecs, pooled, m.context_inputs(cat_rows, nums))
+
+    def pooled_history(self, hist: np.ndarray, ages: np.ndarray) -> torch.Tensor:
+        """The (recency-weighted) mean of the Ṽ of each row's history items (B, d)."""
         valid = hist != EMPTY
-        Vf = self.item_vectors(hist[valid]) if valid.any() else torch.zeros(1, m.dim)
+        Vf = self.item_vectors(hist[valid]) if valid.any() else torch.zeros(1, self._lr.model.dim)
         local = np.full(hist.shape, EMPTY, dtype=np.int64)
         local[valid] = np.arange(int(valid.sum()))
-        cat_rows, nums = lr.context.encode(contexts)
-        return m.query(user_vecs, history_mean(Vf, local), m.context_inputs(cat_rows, nums))
+        return history_mean(Vf, local, recency_weights(ages, self._lr.settings.history_decay))
 
     @torch.no_grad()
     def query_for(
@@ -102,21 +111,17 @@ class Scorer:
         m = lr.model
         length = lr.settings.history
         hist = np.full((len(recent), length), EMPTY, dtype=np.int64)
+        ages = np.zeros(hist.shape, np.int64)
         for k, ids in enumerate(recent):
-            rows = lr.items.lookup(ids) if ids else np.empty(0, np.int64)
-            rows = (
-                rows[(rows >= 0) & lr.item_valid[np.maximum(rows, 0)]][-length:]
-                if length
-                else rows[:0]
-            )
+            rows = lr.items.lookup(ids) if ids and length else np.empty(0, np.int64)
+            rows = rows[(rows >= 0) & lr.item_valid[np.maximum(rows, 0)]]
+            rows = rows[max(0, len(rows) - length) :]
             hist[k, : len(rows)] = rows
-        valid = hist != EMPTY
-        Vf = self.item_vectors(hist[valid]) if valid.any() else torch.zeros(1, m.dim)
-        local = np.full(hist.shape, EMPTY, dtype=np.int64)
-        local[valid] = np.arange(int(valid.sum()))
+            ages[k] = len(rows) - 1 - np.arange(length)
         cat_rows, nums = lr.context.encode(contexts or [{}] * len(recent))
         zeros = torch.zeros(len(recent), m.dim)
-        return m.query(zeros, history_mean(Vf, local), m.context_inputs(cat_rows, nums))
+        pooled = self.pooled_history(hist, ages)
+        return m.query(zeros, pooled, m.context_inputs(cat_rows, nums))
 
     @torch.no_grad()
     def query_vectors(self, user_rows: np.ndarray) -> torch.Tensor:

@@ -43,6 +43,10 @@ def _negatives(text: str, flag: str) -> tuple[NegativeSpec, ...]:
         raise ValueError(f"{flag}: {e}") from None
 
 
+def _durations(text: str, flag: str) -> tuple[float, ...]:
+    return tuple(duration_ms(part, flag) for part in text.split(",") if part.strip())
+
+
 def _fields(text: str, flag: str) -> tuple[FieldSpec, ...]:
     try:
         return parse_fields(text)
@@ -146,6 +150,43 @@ class ModelSettings:
         number,
         check=(lambda v: v >= 0, "w >= 0"),
     )
+    prior_half_lives: tuple[float, ...] = _model(
+        "--prior-half-life",
+        "7d",
+        "decay in event time of the counts behind the prior; several, e.g. 1d,30d, give the "
+        "prior one learned weight each (short ones follow what trends now)",
+        _durations,
+        check=(lambda v: len(v) > 0 and all(x > 0 for x in v), "durations such as 1d,30d"),
+    )
+    learn_prior: bool = _model(
+        "--learn-prior",
+        False,
+        "learn the prior's weights (starting from --popularity-prior) with the model",
+    )
+    user_dropout: float = _model(
+        "--user-dropout",
+        0.0,
+        "share of training queries that leave out the user's own embedding, so ψ from history "
+        "and context alone learns to serve users the model has no vector for",
+        number,
+        check=(lambda v: 0 <= v < 1, "a share in [0, 1)"),
+    )
+    history_decay: float = _model(
+        "--history-decay",
+        1.0,
+        "weight of a history item per step back in time: 1 = a plain mean of the last "
+        "--history items; 0.8 = the newest counts most",
+        number,
+        check=(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    )
+    mask_own: str = _model(
+        "--mask-own",
+        "none",
+        "leave a user's own items out of its negatives: batch = its other positives in the "
+        "batch (in-batch columns drawn with it, not independently), history = also its "
+        "recent items among every strategy's negatives",
+        choices=("none", "batch", "history"),
+    )
     logq: bool = _model(
         "--no-logq", True, "do not subtract log Q from sampled logits (biased; for comparisons)"
     )
@@ -244,6 +285,7 @@ class ModelSettings:
         "context_fields",
         "item_features",
         "feature_buckets",
+        "prior_half_lives",
     )
 
     def shape_mismatch(self, saved: dict[str, Any]) -> str | None:

@@ -4,6 +4,12 @@ Given the batch's user and item rows, histories, context inputs and drawn negati
 every row the step reads once per table (positives, negatives, histories), compute ψ, the
 positives' scores and each negative block's corrected logits (loss.py), add gravity if asked,
 backpropagate, and apply row-sparse Adagrad to exactly the gathered rows (table.py).
+
+Which negatives a query does not count against itself (`--mask-own`): always its own positive
+(an accidental hit); with `batch`, also the in-batch columns of its own user — Kafka batches
+are keyed by user, so a user's session arrives together, and those columns were not drawn
+independently of the query, which the logQ correction assumes; with `history`, also any column
+whose item the user has in this batch or in its recent history.
 """
 
 from __future__ import annotations
@@ -15,12 +21,13 @@ import torch
 
 from trainer.core.features import MISSING
 from trainer.core.gravity import gravity_penalty
-from trainer.core.history import EMPTY, history_mean
+from trainer.core.history import EMPTY, history_mean, recency_weights
 from trainer.core.loss import (
     EXCLUDED,
     NegativeBlock,
     corrected_logits,
     hit_pairs,
+    pair_hits,
     positives_only_loss,
     sampled_softmax_loss,
     shared_logits,
@@ -30,6 +37,8 @@ from trainer.core.table import SparseGrads
 
 if TYPE_CHECKING:
     from trainer.core.learner import Learner
+
+Pairs = tuple[torch.Tensor, torch.Tensor]
 
 
 class Step:
@@ -41,6 +50,7 @@ class Step:
         u: np.ndarray,
         i: np.ndarray,
         hist: np.ndarray,
+        ages: np.ndarray,
         cat_rows: np.ndarray,
         nums: np.ndarray,
         neg: Negatives,
@@ -60,20 +70,26 @@ class Step:
         Vf = V if feature_term is None else V + feature_term
         offset = bias[:, 0] + lr.scoring.prior(item_rows)
         # a user without a row of its own (pending, in a shared bucket) is trained as it is
-        # served: from its history and context, without an embedding
-        user_vecs = m.embed(m.users, np.where(u >= lr.users.buckets, u, MISSING), grads)
+        # served: from its history and context, without an embedding; so is a share
+        # `user_dropout` of the others, so that ψ learns to serve users without a vector
+        keep = u >= lr.users.buckets
+        if s.user_dropout:
+            keep &= lr.rng.random(b) >= s.user_dropout
+        user_vecs = m.embed(m.users, np.where(keep, u, MISSING), grads)
 
         local_hist = np.full(hist.shape, EMPTY, dtype=np.int64)
         local_hist[valid] = inv[b + n :]
         context = m.context_inputs(cat_rows, nums, grads)
-        psi = m.query(user_vecs, history_mean(Vf, local_hist), context)
+        pooled = history_mean(Vf, local_hist, recency_weights(ages, s.history_decay))
+        psi = m.query(user_vecs, pooled, context)
         pos_idx = torch.from_numpy(inv[:b])
         pos_s = (psi * Vf[pos_idx]).sum(1) + offset[pos_idx]
         w = torch.from_numpy(weights)
         if neg.positives_only:
             loss = positives_only_loss(pos_s, w)
         else:
-            blocks = self._negative_blocks(psi, Vf, offset, inv[b : b + n], i, neg)
+            hits = self._own(u, i, hist, neg)
+            blocks = self._negative_blocks(psi, Vf, offset, inv[b : b + n], i, neg, hits)
             loss = sampled_softmax_loss(pos_s, blocks, w)
         total = loss
         gram = lr.gram
@@ -93,6 +109,20 @@ class Step:
             gram.swap(touched, lr.scoring.item_vectors(item_rows[catalogue]))
         return float(loss.detach())
 
+    def _own(self, u: np.ndarray, i: np.ndarray, hist: np.ndarray, neg: Negatives) -> Pairs:
+        """(query, shared column) pairs a query does not count as negatives (`--mask-own`)."""
+        mode = self._lr.settings.mask_own
+        pairs = [hit_pairs(i, neg.rows)]  # accidental hits: the query's own positive
+        if mode != "none":
+            q, k = (t.numpy() for t in hit_pairs(u, u))  # events k of the query's own user
+            if mode == "batch":
+                pairs.append((torch.from_numpy(q), torch.from_numpy(k + neg.in_batch.start)))
+            else:
+                valid = hist != EMPTY
+                owners = np.concatenate([q, np.nonzero(valid)[0]])
+                pairs.append(pair_hits(owners, np.concatenate([i[k], hist[valid]]), neg.rows))
+        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
     def _negative_blocks(
         self,
         psi: torch.Tensor,
@@ -101,13 +131,14 @@ class Step:
         neg_local: np.ndarray,
         i: np.ndarray,
         neg: Negatives,
+        hits: Pairs,
     ) -> list[NegativeBlock]:
         lr = self._lr
         s, item_valid = lr.settings, lr.item_valid
         neg_idx = torch.from_numpy(neg_local)
         log_q = torch.from_numpy(neg.log_q).float()
         logits = shared_logits(psi, Vf[neg_idx], offset[neg_idx], log_q)
-        blocks = [NegativeBlock(logits, hit_pairs(i, neg.rows))]
+        blocks = [NegativeBlock(logits, hits)]
         if neg.hard:
             # the pool's raw scores ψ·V + offset: the corrected logits with log Q added back,
             # unless the pool columns are excluded from the loss (their log Q is huge)
@@ -129,6 +160,7 @@ class Step:
             )
             rows = neg.rows[neg.pool][pos.numpy()]
             q, c = np.nonzero((rows == i[:, None]) | ~item_valid[rows])
-            hits = (torch.from_numpy(q), torch.from_numpy(c))
-            blocks.append(NegativeBlock(corrected_logits(pool_s.gather(1, pos), hard_log_q), hits))
+            hard_hits = (torch.from_numpy(q), torch.from_numpy(c))
+            hard_logits = corrected_logits(pool_s.gather(1, pos), hard_log_q)
+            blocks.append(NegativeBlock(hard_logits, hard_hits))
         return blocks
