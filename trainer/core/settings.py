@@ -11,8 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainer.core.features import FieldSpec, parse_fields
-from trainer.core.negatives import DEFAULT_NEGATIVES, STRATEGIES, NegativeSpec, parse_negatives
+from trainer.core.fields import FieldSpec, parse_fields
+from trainer.core.strategies import DEFAULT_NEGATIVES, STRATEGIES, NegativeSpec, parse_negatives
 from trainer.errors import ConfigError
 from trainer.options import (
     Option,
