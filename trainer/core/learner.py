@@ -67,6 +67,7 @@ class Learner:
         self._no_vectors = torch.empty(0, s.dim)
         self.item_valid = np.zeros(1024, dtype=bool)  # rows that are admitted items
         self.user_active = np.zeros(1024, dtype=np.int64)  # events_applied at last activity
+        self.item_active = np.zeros(1024, dtype=np.int64)  # events_applied at the last change
         self.events_applied = 0
         self.batches = 0
         self.last_ts = 0
@@ -98,6 +99,7 @@ class Learner:
         self.item_features.ensure(ni)
         self.item_valid = _grown(self.item_valid, ni)
         self.user_active = _grown(self.user_active, nu)
+        self.item_active = _grown(self.item_active, ni)
 
         freed_users, freed_items = self.users.take_freed(), self.items.take_freed()
         self.history.reset(freed_users)
@@ -167,6 +169,9 @@ class Learner:
         self._observe_features(i[own], [contexts[k] for k in np.flatnonzero(own)])
         self.events_applied += n
         self.user_active[u[u >= self.users.buckets]] = self.events_applied
+        # item rows whose vector, bias or count changed: what a delta publish must carry
+        self.item_active[self.step.touched] = self.events_applied
+        self.item_active[fresh_items] = self.events_applied
         self.batches += 1
         t3 = self._clock()
         self.evaluator.account(ranks, loss, eval_ms=(t1 - t0) * 1e3, step_ms=(t3 - t1) * 1e3)
@@ -229,6 +234,7 @@ class Learner:
         nu, ni = self.users.rows_used, self.items.rows_used
         arrays["item_valid"] = self.item_valid[:ni].astype(np.uint8)
         arrays["user_active"] = self.user_active[:nu].copy()
+        arrays["item_active"] = self.item_active[:ni].copy()
         arrays["rng.hard"] = self.torch_gen.get_state()
         meta.update(
             events_applied=self.events_applied,
@@ -251,6 +257,11 @@ class Learner:
         self.item_valid[:ni] = as_numpy(arrays["item_valid"]).astype(bool)
         self.user_active = np.zeros(max(nu, 1024), dtype=np.int64)
         self.user_active[:nu] = as_numpy(arrays["user_active"])
+        self.item_active = np.zeros(max(ni, 1024), dtype=np.int64)
+        if "item_active" in arrays:  # recstream 0.1 kept none: every item counts as changed
+            self.item_active[:ni] = as_numpy(arrays["item_active"])
+        else:
+            self.item_active[:ni] = int(meta["events_applied"])
         self.torch_gen.set_state(as_tensor(arrays["rng.hard"]))
         self.rng.bit_generator.state = meta["learner_rng"]
         self.events_applied = int(meta["events_applied"])

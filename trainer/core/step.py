@@ -44,6 +44,7 @@ Pairs = tuple[torch.Tensor, torch.Tensor]
 class Step:
     def __init__(self, learner: Learner) -> None:
         self._lr = learner
+        self.touched = np.empty(0, np.int64)  # item rows the last step read (and updated)
 
     def run(
         self,
@@ -64,6 +65,7 @@ class Step:
         valid = hist != EMPTY
         # one gather per table: every item row the step reads — positives, negatives, histories
         item_rows, inv = np.unique(np.concatenate([i, neg.rows, hist[valid]]), return_inverse=True)
+        self.touched = item_rows
         V = grads.gather_unique(m.items, item_rows)
         bias = grads.gather_unique(m.item_bias, item_rows)
         feature_term = m.feature_term(lr.item_features.rows[item_rows], grads)
