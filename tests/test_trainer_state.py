@@ -44,3 +44,27 @@ def test_a_schema_1_learner_state_loads_and_scores_as_it_did():
     assert torch.equal(
         again.scoring.scores_for(saved["users"]), learner.scoring.scores_for(saved["users"])
     )
+
+
+def test_a_twin_copy_is_exact_and_reuses_its_memory():
+    """copy_into: a twin equal to the learner (a checkpoint's snapshot), which later learns
+    exactly as the learner does, and which a second copy fills without new table memory."""
+    from tests.clustered import Clustered
+
+    settings = ModelSettings(dim=8, min_count=2, buckets=4, history=5, seed=3)
+    data = Clustered(users=300, items=900, seed=4)
+    learner, twin = Learner(settings), Learner(settings)
+    for _ in range(4):
+        learner.learn(data.batch(256))
+    learner.copy_into(twin)
+    buffer = twin.model.items.weight.data_ptr()
+    nxt = data.batch(256)
+    learner.learn(nxt)
+    assert twin.events_applied == 4 * 256  # a snapshot: later batches do not reach it
+    twin.learn(nxt)
+    users = learner.users.admitted_rows()
+    assert torch.equal(learner.scoring.scores(users), twin.scoring.scores(users))
+    learner.learn(data.batch(256))
+    learner.copy_into(twin)
+    assert twin.model.items.weight.data_ptr() == buffer
+    assert twin.users.ids() == learner.users.ids()

@@ -91,7 +91,7 @@ class Progressive:
         out["loss_rolling"] = round(self.loss_rolling.get(), 5)  # type: ignore[operator]
         return out
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         """Running figures survive a restart; rolling windows and the detector start afresh."""
         meta = {
             "running": {str(k): [self.running[k].n, self.running[k].get()] for k in self.ks},

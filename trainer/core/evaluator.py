@@ -90,7 +90,7 @@ class Evaluator:
     def now_ms(self) -> float:
         return self._clock() * 1000
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         return self.progress.state()
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from store.features import bucket_of
 from trainer.core.fields import FieldSpec, parse_fields
-from trainer.core.state import Arrays, Meta, as_numpy
+from trainer.core.state import Arrays, Meta, as_numpy, copied
 
 __all__ = ["MISSING", "ContextEncoder", "FieldSpec", "ItemFeatures", "parse_fields"]
 
@@ -80,7 +80,7 @@ class ContextEncoder:
         z = (raw - self.mean) / self.std()
         return np.clip(np.nan_to_num(z, nan=0.0), -5, 5).astype(np.float32)
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         meta = {"count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist()}
         return {}, meta
 
@@ -119,8 +119,8 @@ class ItemFeatures:
         if len(items):
             self.rows[items] = MISSING
 
-    def state(self) -> tuple[Arrays, Meta]:
-        return {"rows": self.rows[: self.used].copy()}, {}
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
+        return {"rows": copied(self.rows[: self.used], copy)}, {}
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         rows = as_numpy(arrays["rows"])

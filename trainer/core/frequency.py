@@ -48,8 +48,8 @@ class InBatchFrequency:
         """Rows freed or reused: their counts are another item's no longer."""
         self.counts.clear(rows)
 
-    def state(self) -> tuple[Arrays, Meta]:
-        arrays, meta = self.counts.state()
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
+        arrays, meta = self.counts.state(copy)
         return arrays, {**meta, "seen": self.seen}
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:

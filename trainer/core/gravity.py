@@ -55,8 +55,11 @@ class ItemGramian:
     def matrix(self) -> torch.Tensor:
         return self.gram.float()
 
-    def state(self) -> tuple[Arrays, Meta]:
-        return {"gram": self.gram.clone()}, {"swaps": self._swaps, "fresh": self.fresh}
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
+        return {"gram": self.gram.clone() if copy else self.gram}, {
+            "swaps": self._swaps,
+            "fresh": self.fresh,
+        }
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         if "gram" not in arrays:  # recstream 0.1 kept no Gramian: the next step recomputes it

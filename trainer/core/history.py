@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from trainer.core.state import Arrays, Meta, as_numpy
+from trainer.core.state import Arrays, Meta, as_numpy, copied
 
 EMPTY = -1
 
@@ -146,10 +146,13 @@ class UserHistory:
             for lst in self.pending.values():
                 lst[:] = [x for x in lst if x not in gone]
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         rows = self.used
-        arrays: Arrays = {"items": self.items[:rows].copy(), "next": self.next[:rows].copy()}
-        return arrays, {"pending": list(self.pending.items())}
+        arrays: Arrays = {
+            "items": copied(self.items[:rows], copy),
+            "next": copied(self.next[:rows], copy),
+        }
+        return arrays, {"pending": [(k, list(v)) for k, v in self.pending.items()]}
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         items = as_numpy(arrays["items"])

@@ -34,7 +34,16 @@ from trainer.core.negatives import draw
 from trainer.core.popularity import DecayedCounts, PopularitySampler
 from trainer.core.scoring import Scorer
 from trainer.core.settings import ModelSettings
-from trainer.core.state import Arrays, Meta, as_numpy, as_tensor, prefixed, unprefixed
+from trainer.core.state import (
+    Arrays,
+    Meta,
+    as_numpy,
+    as_tensor,
+    copied,
+    prefixed,
+    refill,
+    unprefixed,
+)
 from trainer.core.step import Step
 from trainer.core.vocab import Vocabulary
 
@@ -224,17 +233,18 @@ class Learner:
             parts["gram."] = (self.gram, "gram")
         return parts
 
-    def state(self) -> tuple[dict[str, torch.Tensor], Meta]:
-        """Everything needed to resume exactly: (tensors, JSON-able metadata)."""
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
+        """Everything needed to resume exactly: (tensors, JSON-able metadata). With
+        copy=False: views of the live arrays and metadata as it is (see `copy_into`)."""
         arrays: Arrays = {}
         meta: Meta = {}
         for prefix, (part, key) in self._parts().items():
-            part_arrays, meta[key] = part.state()
+            part_arrays, meta[key] = part.state(copy)
             arrays.update(prefixed(part_arrays, prefix))
         nu, ni = self.users.rows_used, self.items.rows_used
-        arrays["item_valid"] = self.item_valid[:ni].astype(np.uint8)
-        arrays["user_active"] = self.user_active[:nu].copy()
-        arrays["item_active"] = self.item_active[:ni].copy()
+        arrays["item_valid"] = copied(self.item_valid[:ni].view(np.uint8), copy)
+        arrays["user_active"] = copied(self.user_active[:nu], copy)
+        arrays["item_active"] = copied(self.item_active[:ni], copy)
         arrays["rng.hard"] = self.torch_gen.get_state()
         meta.update(
             events_applied=self.events_applied,
@@ -242,7 +252,15 @@ class Learner:
             last_ts=self.last_ts,
             learner_rng=self.rng.bit_generator.state,
         )
+        if not copy:
+            return arrays, meta
         return {k: as_tensor(v) for k, v in arrays.items()}, _jsonable(meta)
+
+    def copy_into(self, twin: Learner) -> None:
+        """Make `twin` (same settings) an exact copy of this learner, copying into its own
+        buffers: a checkpoint's snapshot, taken while training waits; memory copies only,
+        twin's indexes are rebuilt when it first needs them."""
+        twin.load_state(*self.state(copy=False))
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         arrays = dict(arrays)
@@ -252,16 +270,12 @@ class Learner:
         for k, counts in enumerate(self.prior_counts):
             if f"prior_counts{k}" not in meta and counts.half_life_ms == self.counts.half_life_ms:
                 counts.load_state(*self.counts.state())  # 0.1: the prior read the sampler's counts
-        ni, nu = self.items.rows_used, self.users.rows_used
-        self.item_valid = np.zeros(max(ni, 1024), dtype=bool)
-        self.item_valid[:ni] = as_numpy(arrays["item_valid"]).astype(bool)
-        self.user_active = np.zeros(max(nu, 1024), dtype=np.int64)
-        self.user_active[:nu] = as_numpy(arrays["user_active"])
-        self.item_active = np.zeros(max(ni, 1024), dtype=np.int64)
-        if "item_active" in arrays:  # recstream 0.1 kept none: every item counts as changed
-            self.item_active[:ni] = as_numpy(arrays["item_active"])
-        else:
-            self.item_active[:ni] = int(meta["events_applied"])
+        self.item_valid = refill(self.item_valid, as_numpy(arrays["item_valid"]).view(bool))
+        self.user_active = refill(self.user_active, arrays["user_active"])
+        if "item_active" in arrays:
+            self.item_active = refill(self.item_active, arrays["item_active"])
+        else:  # recstream 0.1 kept none: every item counts as changed
+            self.item_active = np.full(len(self.item_valid), int(meta["events_applied"]))
         self.torch_gen.set_state(as_tensor(arrays["rng.hard"]))
         self.rng.bit_generator.state = meta["learner_rng"]
         self.events_applied = int(meta["events_applied"])

@@ -80,13 +80,13 @@ class TwoTower:
         out.update({f"item_feature{k}": t for k, t in enumerate(self.item_feats)})
         return out
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         """Tables (``{name}.weight``, ``{name}.accum``), the tower, its optimiser state and the
         generator of new rows' initial values."""
         arrays: Arrays = {"rng.tables": self.generator.get_state()}
         tables: Meta = {}
         for name, table in self.tables().items():
-            part, tables[name] = table.state()
+            part, tables[name] = table.state(copy)
             arrays.update(prefixed(part, f"{name}."))
         for k, v in self.tower.state_dict().items():
             arrays[f"tower.{k}"] = v.detach().clone()

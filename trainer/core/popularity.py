@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from trainer.core.state import Arrays, Meta, as_numpy
+from trainer.core.state import Arrays, Meta, as_numpy, copied, refill
 
 # Counts are stored scaled to a reference time, so decay costs nothing per event:
 # decayed(t) = stored · 2^(-(t - ref)/half_life). Rescale before the factor overflows.
@@ -99,23 +99,21 @@ class DecayedCounts:
             return np.zeros(len(rows))
         return self.stored[rows] / self.total_stored
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         meta = {
             "half_life_ms": self.half_life_ms,
             "ref_ms": self.ref_ms,
             "rows": self.rows,
             "total_stored": self.total_stored,  # kept, not re-summed: resume must be bit-exact
         }
-        return {"stored": self.stored[: self.rows].copy()}, meta
+        return {"stored": copied(self.stored[: self.rows], copy)}, meta
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         if not meta:  # a part the checkpoint did not hold: it starts empty
             return
         self.ref_ms = meta["ref_ms"]
-        rows = int(meta["rows"])
-        self.stored = np.zeros(max(rows, 1024), dtype=np.float64)
-        self.stored[:rows] = as_numpy(arrays["stored"])
-        self.rows = rows
+        self.stored = refill(self.stored, arrays["stored"])
+        self.rows = int(meta["rows"])
         self.total_stored = float(meta["total_stored"])
 
 
@@ -232,15 +230,16 @@ class PopularitySampler:
     def log_prob(self, rows: np.ndarray) -> np.ndarray:
         return np.log(self.prob(rows))
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         """The tree (not rebuilt from the counts on load: its float sums must stay bit-exact)
         and the generator."""
-        return {"tree": self.tree.tree.copy()}, {"rng": self.rng.bit_generator.state}
+        return {"tree": copied(self.tree.tree, copy)}, {"rng": self.rng.bit_generator.state}
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         tree = as_numpy(arrays["tree"])
-        self.tree = SumTree(len(tree) // 2)
-        self.tree.tree[:] = tree
+        if self.tree.tree.shape != tree.shape:
+            self.tree = SumTree(len(tree) // 2)
+        np.copyto(self.tree.tree, tree)
         self.rng.bit_generator.state = meta["rng"]
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:

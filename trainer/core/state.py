@@ -2,9 +2,12 @@
 
 A part's `state()` returns ``(arrays, meta)``: named numpy arrays or torch tensors, and a
 JSON-able dict. `load_state(arrays, meta)` restores it exactly, so that a resumed learner makes
-the same steps as one that never stopped. The learner composes its parts' states under fixed
-names (`Learner.state`); the daemon writes them into a checkpoint (safetensors + JSON) without
-knowing what they hold.
+the same steps as one that never stopped, copying into the part's own buffers where they fit
+(fresh memory is slow on some hosts; a twin reloaded at every checkpoint reuses its memory).
+`state(copy=False)` returns views of the live arrays instead of copies, valid until the part
+changes next: for copying into a twin at once (`Learner.copy_into`), never for keeping.
+The learner composes its parts' states under fixed names (`Learner.state`); the daemon
+writes them into a checkpoint (safetensors + JSON) without knowing what they hold.
 
     >>> arrays, meta = {"a": np.zeros(2)}, {"n": 1}
     >>> sorted(prefixed(arrays, "part.")), unprefixed({"part.a": 1, "other.b": 2}, "part.")
@@ -24,7 +27,7 @@ Meta = dict[str, Any]
 
 
 class Stateful(Protocol):
-    def state(self) -> tuple[Arrays, Meta]: ...
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]: ...
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None: ...
 
@@ -49,3 +52,19 @@ def as_tensor(a: Array) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.detach().contiguous()
     return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def copied(a: np.ndarray, copy: bool) -> np.ndarray:
+    """`a`, or a copy of it (what `state(copy=...)` returns)."""
+    return a.copy() if copy else a
+
+
+def refill(buffer: np.ndarray, values: Array, fill: Any = 0) -> np.ndarray:
+    """`values` in `buffer` when it is big enough (the rest set to `fill`), else in a new
+    array twice their size: load_state's way to reuse memory."""
+    v = as_numpy(values)
+    if buffer.shape[1:] != v.shape[1:] or buffer.dtype != v.dtype or len(buffer) < len(v):
+        buffer = np.full((max(2 * len(v), 1024), *v.shape[1:]), fill, dtype=v.dtype)
+    buffer[: len(v)] = v
+    buffer[len(v) :] = fill
+    return buffer

@@ -75,12 +75,13 @@ class EmbeddingTable:
         self.accum[unique_rows] = acc
         self.weight[unique_rows] -= self.lr * grad / (acc.sqrt_() + self.eps)
 
-    def state(self) -> tuple[Arrays, Meta]:
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         """The rows in use, and the capacity: growth draws new rows' initial values from the
         shared generator, so a resumed table must grow at the same points to stay exact."""
+        weight, accum = self.weight[: self.used], self.accum[: self.used]
         arrays: Arrays = {
-            "weight": self.weight[: self.used].clone(),
-            "accum": self.accum[: self.used].clone(),
+            "weight": weight.clone() if copy else weight,
+            "accum": accum.clone() if copy else accum,
         }
         return arrays, {"capacity": self.capacity, "used": self.used}
 

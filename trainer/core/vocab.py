@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from trainer.core.sketch import CountMinSketch, stable_hash
-from trainer.core.state import Arrays, Meta, as_numpy
+from trainer.core.state import Arrays, Meta, as_numpy, copied, refill
 
 
 class Vocabulary:
@@ -47,7 +47,7 @@ class Vocabulary:
         self.buckets = buckets
         self.max_rows = max_rows
         self.evict_after_ms = evict_after_ms
-        self._rows: dict[str, int] = {}
+        self._index: dict[str, int] | None = {}  # id -> row; None: rebuilt when first used
         self._ids: list[str | None] = [None] * buckets
         self._free: list[int] = []
         self.last_seen = np.zeros(max(buckets, 1024), dtype=np.int64)
@@ -56,6 +56,14 @@ class Vocabulary:
         self._freed: list[int] = []
         self.admitted = 0
         self.evicted = 0
+
+    @property
+    def _rows(self) -> dict[str, int]:
+        """id -> row of admitted ids (built lazily after a load: a twin copied at a checkpoint
+        never pays for it on the training thread)."""
+        if self._index is None:
+            self._index = {i: r for r, i in enumerate(self._ids) if i is not None}
+        return self._index
 
     # ---- sizes -----------------------------------------------------------------------------
     @property
@@ -188,10 +196,10 @@ class Vocabulary:
         return out
 
     # ---- state -----------------------------------------------------------------------------
-    def state(self) -> tuple[Arrays, Meta]:
-        arrays: Arrays = {"last_seen": self.last_seen[: len(self._ids)].copy()}
+    def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
+        arrays: Arrays = {"last_seen": copied(self.last_seen[: len(self._ids)], copy)}
         if self._sketch is not None:
-            arrays["sketch"] = self._sketch.table.copy()
+            arrays["sketch"] = copied(self._sketch.table, copy)
         meta = {
             "ids": list(self._ids),
             "free": list(self._free),
@@ -203,13 +211,11 @@ class Vocabulary:
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
         self._ids = list(meta["ids"])
-        self._rows = {i: r for r, i in enumerate(self._ids) if i is not None}
+        self._index = None
         self._free = list(meta["free"])
         self.admitted, self.evicted = int(meta["admitted"]), int(meta["evicted"])
-        seen = as_numpy(arrays["last_seen"])
-        self.last_seen = np.zeros(max(len(seen), 1024), dtype=np.int64)
-        self.last_seen[: len(seen)] = seen
+        self.last_seen = refill(self.last_seen, arrays["last_seen"])
         if self._sketch is not None and "sketch" in arrays:
-            self._sketch.table = as_numpy(arrays["sketch"]).copy()
+            np.copyto(self._sketch.table, as_numpy(arrays["sketch"]))
             self._sketch.increments = int(meta["sketch_increments"])
         self._fresh, self._freed = [], []
