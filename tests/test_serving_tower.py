@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from store.tower import QueryTower
@@ -43,7 +42,6 @@ def _learner(layers: tuple[int, ...], history_decay: float = 1.0) -> Learner:
     return learner
 
 
-@pytest.mark.slow
 def test_numpy_tower_matches_the_trainer_for_a_new_user():
     for layers in ((), (16,)):
         learner = _learner(layers)
@@ -67,7 +65,6 @@ def test_empty_history_and_context_give_a_finite_query():
     assert np.isfinite(q).all() and torch.isfinite(learner.scoring.query_for(["nobody"])).all()
 
 
-@pytest.mark.slow
 def test_a_recency_weighted_history_is_served_as_it_is_trained():
     """With --history-decay, the published tower weighs recent items as the trainer does, and
     the trainer's view of a user known by recent items (query_recent) agrees."""

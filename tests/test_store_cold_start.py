@@ -73,7 +73,6 @@ def contextual() -> Learner:
     return learner
 
 
-@pytest.mark.slow
 def test_recommend_for_a_new_user_follows_context(redis_url, namespace, contextual):
     Writer.from_url(redis_url, namespace=namespace).publish(to_snapshot(contextual, 1, 0, {}))
     reader = Reader.from_url(redis_url, namespace=namespace)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from tests.clustered import Clustered
@@ -18,7 +17,6 @@ def _catalogue_gram(learner: Learner) -> torch.Tensor:
     return v.T @ v
 
 
-@pytest.mark.slow
 def test_the_kept_gramian_follows_a_growing_and_evicting_catalogue():
     """Admissions, reused rows and updates all reach VᵀV, which stays the catalogue's own
     (buckets and freed rows excluded) between full recomputes."""

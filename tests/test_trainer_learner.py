@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from tests.clustered import Clustered
@@ -21,7 +20,6 @@ def _full_loss(learner: Learner, cols: EventColumns) -> float:
     return float(full_softmax_loss(scores, torch.from_numpy(i[ok]), torch.ones(int(ok.sum()))))
 
 
-@pytest.mark.slow
 def test_learns_clusters_and_beats_uniform():
     data = Clustered(seed=1)
     learner = Learner(ModelSettings(dim=16, seed=1))
@@ -99,7 +97,6 @@ def test_new_ids_grow_tables_without_restart():
     assert torch.isfinite(learner.scoring.scores(rows)).any(dim=1).all()
 
 
-@pytest.mark.slow
 def test_every_strategy_trains_and_improves():
     """Each negative strategy (hard negatives with and without a popularity pool) learns.
     (`none` is left out: on positives alone the full-softmax loss barely moves — folding.)"""
@@ -179,7 +176,6 @@ def test_a_late_event_weighs_like_a_timely_one_in_in_batch_q():
     assert 0.5 < q[0] / q[1] < 2
 
 
-@pytest.mark.slow
 def test_resuming_is_exact_after_tables_grew_past_their_first_capacity():
     """Tables grow by doubling, drawing new rows' initial values from one generator: a resumed
     learner must grow at the same points (and keep the Gramian) to make the same steps."""
@@ -257,7 +253,6 @@ def test_mask_own_leaves_a_user_s_other_positives_out_of_its_negatives():
     assert batch <= history and (2, 20) not in history  # no column holds item 20 here
 
 
-@pytest.mark.slow
 def test_a_learned_prior_weight_moves_and_is_what_is_served():
     data = Clustered(seed=9)
     s = ModelSettings(dim=8, learn_prior=True, prior_half_lives=(3_600_000.0, 30 * 86_400_000.0))
