@@ -22,6 +22,11 @@ class SourceError(StreamError):
     """A source cannot go on: bad URI, missing file, offset out of range, re-created topic."""
 
 
+class MappingError(SourceError):
+    """A log cannot be read as asked: a field mapping naming an unknown column, a bad time unit,
+    a format that needs an optional package. Found at start, before any record is read."""
+
+
 class SinkError(StreamError):
     """A record could not be written (dead letters, the replay producer); never dropped silently."""
 
