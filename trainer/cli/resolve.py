@@ -9,7 +9,8 @@ Every option of a command can come from three places; the first that has it wins
 3. the TOML file of ``--config PATH`` (or ``RECSTREAM_CONFIG``): top-level keys apply to every
    command that has the option, a ``[train]`` (``[publish]``, ...) table to that command only;
    keys are the flag names without dashes in front (``checkpoint-every = 30``, or with
-   underscores).
+   underscores). A table given to an option is read as its ``KEY=VALUE`` pairs
+   (``map = {user = "userId"}``, or a ``[replay.map]`` table, is ``--map user=userId``).
 
 Values from the environment and the file go through the same parsing and checks as flags, and
 an error names where the bad value came from. Unknown keys in the file are errors; an unknown
@@ -113,7 +114,10 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
 def _convert(action: argparse.Action, raw: Any, where: str) -> Any:
     """Parse `raw` (text from the environment, any TOML value) as `action` would parse a flag."""
     flag = action.option_strings[-1]
-    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+    switch = isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
+    if isinstance(raw, dict) and not switch:
+        raw = ",".join(f"{key}={value}" for key, value in raw.items())
+    if switch:
         if isinstance(raw, bool):
             value = raw
         elif str(raw).strip().lower() in _TRUE | _FALSE:
@@ -169,7 +173,7 @@ def _file_values(
     """dest -> (raw value, where) for `command`; unknown keys are errors."""
     out: dict[str, tuple[Any, str]] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and (key in commands or key.replace("-", "_") not in every_dest):
             if key not in commands:
                 raise ConfigError(
                     f"{path}: [{key}] is not a command; tables are named after commands: "

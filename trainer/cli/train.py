@@ -7,7 +7,15 @@ import json
 import logging
 import sys
 
-from trainer.cli.flags import KAFKA_SECURITY_OPTIONS, REDIS_TLS, SECTIONS, kafka_options, redis_tls
+from trainer.cli.flags import (
+    KAFKA_SECURITY_OPTIONS,
+    LOG_FORMAT_OPTIONS,
+    REDIS_TLS,
+    SECTIONS,
+    kafka_options,
+    log_format,
+    redis_tls,
+)
 from trainer.cli.options import add_options, build, options_of
 from trainer.cli.resolve import redact_url
 from trainer.core.settings import ModelSettings
@@ -28,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         [
             *(o for _, o in options_of(TrainSettings)),
+            *LOG_FORMAT_OPTIONS,
             *KAFKA_SECURITY_OPTIONS,
             *REDIS_TLS,
             *(o for _, o in options_of(ModelSettings)),
@@ -43,14 +52,27 @@ def settings(args: argparse.Namespace) -> TrainSettings:
         model=build(ModelSettings, args),
         kafka_options=kafka_options(args),
         redis_tls=redis_tls(args),
+        log_format=log_format(args),
         progress=PROGRESS.setting(args.no_progress) and sys.stderr.isatty(),
     )
+
+
+def check_log(s: TrainSettings) -> None:
+    """A file source's mapping against its header, now: a bad one is one line and exit 2
+    before the trainer takes its lock or loads a checkpoint."""
+    from stream import parse_uri
+
+    uri = parse_uri(s.source)
+    if uri.scheme == "file":
+        reader, _ = s.log_format.open(uri.path)
+        reader.close()
 
 
 def run(args: argparse.Namespace) -> int:
     from trainer.daemon.loop import Trainer
 
     s = settings(args)
+    check_log(s)
     log.info(
         "train: source %s, group %s, checkpoints in %s every %.0f s, redis %s, namespace %s",
         s.source,

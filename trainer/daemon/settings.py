@@ -20,6 +20,7 @@ from stream.defaults import (
     SESSION_TIMEOUT_MS,
     TOPIC_PARTITIONS,
 )
+from stream.formats import LogFormat
 from trainer.core.settings import ModelSettings
 from trainer.options import Option, iso_ms, number, path, port, positive, seconds
 
@@ -158,6 +159,7 @@ class TrainSettings:
         repr=False,  # may hold SASL secrets
     )
     redis_tls: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    log_format: LogFormat = field(default_factory=LogFormat)  # how a file:// source is read
     poll_timeout_s: float = 0.5
     standby_poll_s: float = 0.2
     log_every_s: float = 10.0

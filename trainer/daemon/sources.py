@@ -1,4 +1,5 @@
-"""The trainer's event source, from its `--source` URI: a JSONL log or a Kafka topic.
+"""The trainer's event source, from its `--source` URI: a log file (JSONL, CSV, TSV, Parquet,
+read as `TrainSettings.log_format` says) or a Kafka topic.
 
 A Kafka source waits for its broker first (`--connect-timeout`): a trainer may start before it.
 """
@@ -47,7 +48,9 @@ def open_source(
         from stream.files import FileSource
 
         dead = s.dead_letter or s.checkpoint_dir / "dead-letter.jsonl"
-        source = FileSource(uri.path, dead_letter_path=dead, start_offsets=offsets)
+        source = FileSource(
+            uri.path, dead_letter_path=dead, start_offsets=offsets, log_format=s.log_format
+        )
         return Opened(source, offsets, None)
     from stream.kafka import EndOffsets, KafkaSettings, KafkaSource, ensure_topic, offsets_for_time
 
