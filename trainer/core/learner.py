@@ -40,6 +40,7 @@ from trainer.core.state import (
     as_numpy,
     as_tensor,
     copied,
+    jsonable,
     prefixed,
     refill,
     unprefixed,
@@ -254,7 +255,7 @@ class Learner:
         )
         if not copy:
             return arrays, meta
-        return {k: as_tensor(v) for k, v in arrays.items()}, _jsonable(meta)
+        return {k: as_tensor(v) for k, v in arrays.items()}, jsonable(meta)
 
     def copy_into(self, twin: Learner) -> None:
         """Make `twin` (same settings) an exact copy of this learner, copying into its own
@@ -289,11 +290,6 @@ class Learner:
         learner = cls(settings)
         learner.load_state(dict(tensors), meta)
         return learner
-
-
-def _jsonable(meta: Meta) -> Meta:
-    """numpy generator states hold 128-bit integers: keep them exact through JSON."""
-    return json.loads(json.dumps(meta, default=lambda x: x.item() if hasattr(x, "item") else x))
 
 
 def _upgrade(arrays: Arrays, meta: Meta) -> Meta:

@@ -42,7 +42,6 @@ def build_tower(in_dim: int, layers: tuple[int, ...], out_dim: int) -> nn.Sequen
 class TwoTower:
     def __init__(self, s: ModelSettings) -> None:
         gen = self.generator = torch.Generator().manual_seed(s.seed)  # new rows' initial values
-        torch.manual_seed(s.seed)  # the tower's initial weights
         std = 1.0 / s.dim**0.5
         self.dim = s.dim
         n_cat = sum(f.kind == "cat" for f in s.context_fields)
@@ -65,7 +64,9 @@ class TwoTower:
         self.item_bias = table(1, 0.0)
         self.context = [fixed(s.feature_buckets) for _ in range(n_cat)]
         self.item_feats = [fixed(s.feature_buckets) for _ in s.item_features]
-        self.tower = build_tower((2 + n_cat) * s.dim + n_num, s.layers, s.dim)
+        with torch.random.fork_rng(devices=[]):  # seeded, without touching the global generator
+            torch.manual_seed(s.seed)  # the tower's initial weights
+            self.tower = build_tower((2 + n_cat) * s.dim + n_num, s.layers, s.dim)
         # w_h of the prior Σ_h w_h·log(1 + c_h): one weight per half-life of the counts
         halves = len(s.prior_half_lives)
         self.prior_weight = nn.Parameter(

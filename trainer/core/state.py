@@ -16,6 +16,7 @@ writes them into a checkpoint (safetensors + JSON) without knowing what they hol
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import numpy as np
@@ -68,3 +69,9 @@ def refill(buffer: np.ndarray, values: Array, fill: Any = 0) -> np.ndarray:
     buffer[: len(v)] = v
     buffer[len(v) :] = fill
     return buffer
+
+
+def jsonable(meta: Meta) -> Meta:
+    """`meta` as JSON will hold it (numpy scalars as Python numbers; numpy generator states
+    keep their 128-bit integers exactly)."""
+    return json.loads(json.dumps(meta, default=lambda x: x.item() if hasattr(x, "item") else x))

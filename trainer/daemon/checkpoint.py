@@ -6,7 +6,7 @@ Layout of a checkpoint directory:
         state.safetensors       tensors: tables, optimiser state, counts, histories, RNG
         state.json              metadata: offsets, counters, vocabularies, settings
         serving.safetensors     the vectors the writer publishes (store.Snapshot)
-        MANIFEST.json           written last: size and blake2b of every file above
+        MANIFEST.json           written last: size and CRC-32C of every file above
     .tmp-0000000008-<pid>/      a checkpoint being written (ignored, removed later)
 
 A checkpoint is written into a temp directory (each file fsynced), renamed into place, and the
@@ -21,7 +21,6 @@ JSON: nothing is unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,9 +32,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from store.atomic import fsync_dir, fsync_file
+from trainer.daemon.tensorfile import blake2b_of, crc_of, write_tensors
 from trainer.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,11 @@ class Checkpoint:
         return load_file(self.path / STATE)
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+def _matches(path: Path, want: dict[str, Any]) -> bool:
+    """The file's checksum is the manifest's (CRC-32C; blake2b in recstream 0.1's)."""
+    if "crc32c" in want:
+        return bool(crc_of(path) == want["crc32c"])
+    return bool(blake2b_of(path) == want["blake2b"])
 
 
 class CheckpointStore:
@@ -93,13 +92,14 @@ class CheckpointStore:
 
     def save(
         self,
-        tensors: dict[str, torch.Tensor],
+        tensors: dict[str, Any],
         meta: dict[str, Any],
         extra: dict[str, Callable[[Path], None]] | None = None,
         ckpt_id: int | None = None,
         before_manifest: Callable[[], None] | None = None,
     ) -> Checkpoint:
-        """Write a new checkpoint atomically; `extra` maps file names to writers of more files."""
+        """Write a new checkpoint atomically: `tensors` (numpy arrays or tensors), `meta`, and
+        `extra` files (name -> writer)."""
         cid = ckpt_id if ckpt_id is not None else self.next_id()
         tmp = self.dir / f".tmp-{cid:010d}-{os.getpid()}"
         try:
@@ -108,18 +108,20 @@ class CheckpointStore:
                 shutil.rmtree(tmp)
             tmp.mkdir()
             meta = {**meta, "schema": SCHEMA, "id": cid}
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / STATE))
+            size, crc = write_tensors(tmp / STATE, tensors)
+            manifest = {STATE: {"size": size, "crc32c": crc}}
             (tmp / META).write_text(json.dumps(meta))
             for name, write in (extra or {}).items():
                 write(tmp / name)
-            files = sorted(p.name for p in tmp.iterdir())
-            for name in files:
+            for name in sorted(p.name for p in tmp.iterdir()):
                 fsync_file(tmp / name)
+                if name not in manifest:
+                    manifest[name] = {
+                        "size": (tmp / name).stat().st_size,
+                        "crc32c": crc_of(tmp / name),
+                    }
             if before_manifest is not None:  # a fault point of the tests (daemon/hooks.py)
                 before_manifest()
-            manifest = {
-                n: {"size": (tmp / n).stat().st_size, "blake2b": _digest(tmp / n)} for n in files
-            }
             (tmp / MANIFEST).write_text(
                 json.dumps({"schema": SCHEMA, "id": cid, "files": manifest})
             )
@@ -153,7 +155,7 @@ class CheckpointStore:
                 if files is not None and name not in files:
                     continue
                 p = path / name
-                if p.stat().st_size != want["size"] or _digest(p) != want["blake2b"]:
+                if p.stat().st_size != want["size"] or not _matches(p, want):
                     raise CheckpointError(f"{p} does not match its manifest (truncated or corrupt)")
             meta = json.loads((path / META).read_text())
             schema = int(manifest["schema"])

@@ -129,6 +129,7 @@ class Trainer:
                     )
             finally:
                 self._learner_thread.shutdown(wait=True, cancel_futures=True)
+                self.checkpointer.close()
                 self.watchdog.close()
                 source.close()
                 self._stop_writer()
@@ -188,7 +189,6 @@ class Trainer:
             desc="train", unit="ev", disable=not self.s.progress, initial=learner.events_applied
         )
         started, applied0 = time.monotonic(), learner.events_applied
-        next_ckpt = started + self.s.checkpoint_every_s
         loss = 0.0
         while not self.stop_requested:
             self.progress.turn("polling")
@@ -207,11 +207,11 @@ class Trainer:
             ):
                 log.info("no event for %.1f s: stopping", now - last_event)
                 break
-            if now >= next_ckpt or self.checkpointer.events_due(applied):
+            self.checkpointer.settle(applied)  # a write that ended: commit its offsets
+            if self.checkpointer.due(applied, now):
                 self.progress.turn("checkpointing")
                 self._wait_learning()
-                self.checkpointer.checkpoint(applied)
-                next_ckpt = time.monotonic() + self.checkpointer.delay()
+                self.checkpointer.begin(applied)  # a snapshot; the write goes on beside us
             self._observe(source, polled)
             if now - last_log >= self.s.log_every_s:
                 self._log_figures(learner, source, loss, (now - started), applied0)

@@ -73,6 +73,12 @@ class TrainerMetrics:
         self.checkpoint_seconds = Gauge(
             "recstream_checkpoint_duration_seconds", "How long the last checkpoint took", registry=r
         )
+        self.checkpoint_stall_seconds = Gauge(
+            "recstream_checkpoint_stall_seconds",
+            "How long training stood still for the last checkpoint's snapshot (the write "
+            "itself runs beside training)",
+            registry=r,
+        )
         self.checkpoint_failures = Counter(
             "recstream_checkpoint_failures",
             "Checkpoints that could not be written (the previous one is kept)",
