@@ -48,6 +48,11 @@ def identifier(value: Any, name: str) -> str | int:
 def to_ms(value: Any, unit: str, name: str) -> int:
     """Epoch milliseconds from a number of `unit` (``s``, ``ms``), an ISO 8601 text (``iso``,
     UTC when it names no zone) or a datetime (a Parquet timestamp, whatever the unit)."""
+    if value.__class__ is str and unit != "iso":  # the common case first: a CSV cell
+        try:
+            return int(value) * TIME_UNITS[unit]
+        except ValueError:
+            pass
     if isinstance(value, datetime):
         return _datetime_ms(value)
     if isinstance(value, date):
@@ -71,9 +76,11 @@ def to_ms(value: Any, unit: str, name: str) -> int:
     number = value
     if isinstance(value, str):
         try:
-            return int(value) * per
+            number = float(value)
         except ValueError:
-            number = _float(value, f"{name}: cannot read {value!r:.40} as {_UNIT_NAMES[unit]}")
+            raise InvalidEvent(
+                f"{name}: cannot read {value!r:.40} as {_UNIT_NAMES[unit]}"
+            ) from None
     if not isinstance(number, float) or not math.isfinite(number):
         raise InvalidEvent(f"{name}: {value!r:.40} is not a number of {_UNIT_NAMES[unit]}")
     return round(number * per)
@@ -87,25 +94,23 @@ def _datetime_ms(t: datetime) -> int:
 
 def weight(value: Any, name: str) -> float | None:
     """A weight; None for an empty cell or a null (the event's default weight, 1)."""
-    if value is None or value == "":
-        return None
     kind = value.__class__
-    if kind is float or kind is int:
+    if kind is str:
+        if not value:
+            return None
+        try:
+            w = float(value)
+        except ValueError:
+            raise InvalidEvent(f"{name}: cannot read {value!r:.40} as a number") from None
+    elif kind is float or kind is int:
         w = float(value)
-    elif kind is str:
-        w = _float(value, f"{name}: cannot read {value!r:.40} as a number")
+    elif value is None:
+        return None
     else:
         raise InvalidEvent(f"{name} must be a number, got {kind.__name__} {value!r:.40}")
     if not math.isfinite(w):
         raise InvalidEvent(f"{name}: {value!r:.40} is not a finite number")
     return w
-
-
-def _float(text: str, problem: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidEvent(problem) from None
 
 
 def context_value(value: Any) -> str | int | float | None:
