@@ -12,7 +12,7 @@ from bench.sizes import Sizes
 # The suite's sections, in order: bench.suite.SECTIONS runs bench.sections.<name>.section for
 # each. Named here, not imported, so that building the parser does not import torch, river or
 # implicit.
-SECTIONS = ("quality", "features", "folding", "scaling", "serving", "pipeline")
+SECTIONS = ("quality", "realistic", "features", "folding", "scaling", "serving", "pipeline")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated sections to run (default all): {', '.join(SECTIONS)}",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every synthetic stream")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="streams of the realistic comparison (seeds seed, seed+1, ...; quick 2, full 3)",
+    )
     p.add_argument("--events", type=int, default=None, help="events of the comparison stream")
     p.add_argument("--items", type=int, default=None, help="items of the comparison stream")
     p.add_argument("--users", type=int, default=None, help="users of the comparison stream")
@@ -44,7 +50,7 @@ def run(a: argparse.Namespace) -> int:
         )
         return 2
     sizes = Sizes.quick() if a.quick else Sizes.full()
-    overrides = {k: getattr(a, k) for k in ("events", "items", "users") if getattr(a, k)}
+    overrides = {k: getattr(a, k) for k in ("events", "items", "users", "seeds") if getattr(a, k)}
     sizes = dataclasses.replace(sizes, seed=a.seed, **overrides)
     results, path = run_suite(
         a.output,

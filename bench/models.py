@@ -118,11 +118,22 @@ class Softmax:
 
     @torch.no_grad()
     def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
-        learner = self.learner
         ctx = contexts(queries) if self.context else None
-        by_row = learner.scoring.scores_for(str_ids(queries.users), ctx)
+        return self._by_item(self.learner.scoring.scores_for(str_ids(queries.users), ctx), n_items)
+
+    @torch.no_grad()
+    def scores_from_items(self, histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+        """Scores for users known only by these items, oldest first: ψ from the items alone,
+        as `store.Reader.recommend_for` serves a user the model has no vector for."""
+        scoring = self.learner.scoring
+        psi = scoring.query_recent([str_ids(h, "i") for h in histories])
+        return self._by_item(scoring.score_all(psi), n_items)
+
+    def _by_item(self, by_row: torch.Tensor, n_items: int) -> torch.Tensor:
+        """Scores by learner row → by item id 0..n_items-1 (-inf: not an admitted item)."""
+        learner = self.learner
         rows = learner.items.lookup(str_ids(np.arange(n_items), "i"))
-        out = by_row.new_full((len(queries), n_items), -torch.inf)
+        out = by_row.new_full((by_row.shape[0], n_items), -torch.inf)
         have = np.flatnonzero(rows >= 0)
         out[:, torch.from_numpy(have)] = by_row[:, torch.from_numpy(rows[have])]
         return out

@@ -22,6 +22,7 @@ class Row:
     unit: str = ""
     note: str = ""
     headline: bool = False  # also shown in the summary table
+    spread: float | None = None  # the value is a mean over runs (seeds): their sample sd
 
     @property
     def measured(self) -> bool:
@@ -30,14 +31,20 @@ class Row:
     def shown(self) -> str:
         if self.value is None:
             return "n/a"
-        v = self.value
+        text = self._number(self.value)
+        if self.spread is not None:
+            text += " ± " + self._number(self.spread, like=self.value)
+        return text
+
+    def _number(self, v: float, like: float | None = None) -> str:
+        size = abs(v if like is None else like)
         if self.unit == "%":
             return f"{100 * v:.1f}%"
         if self.unit in ("ratio", "×"):
             return f"{v:.2f}×"
-        if abs(v) >= 1000:
+        if size >= 1000:
             return f"{v:,.0f}"
-        if abs(v) >= 10:
+        if size >= 10:
             return f"{v:.1f}"
         return f"{v:.3f}"
 
@@ -58,12 +65,15 @@ class Results:
         unit: str = "",
         note: str = "",
         headline: bool = False,
+        spread: float | None = None,
     ) -> None:
         if value is not None:
             value = float(value)
             if not math.isfinite(value):
                 value, note = None, note or "not finite (nothing to measure)"
-        self.rows.append(Row(section, metric, subject, value, unit, note, headline))
+        if spread is not None and (value is None or not math.isfinite(spread)):
+            spread = None
+        self.rows.append(Row(section, metric, subject, value, unit, note, headline, spread))
 
     def pending(self, section: str, metric: str, subject: str, why: str) -> None:
         """A row that cannot be measured yet, with the reason."""

@@ -14,6 +14,11 @@ class Sizes:
     batch: int = 1024
     eval_per_batch: int = 128
     als_retrain_every: int = 100_000
+    # the realistic comparison: ratings streams judged like real data, over several seeds
+    ratings_events: int = 1_000_000  # ratings per stream; ~60% are positives
+    ratings_users: int = 60_000
+    ratings_items: int = 20_000
+    seeds: int = 3  # streams with seeds seed, seed + 1, ...
     # query features and folding streams
     side_events: int = 300_000
     side_users: int = 10_000
@@ -45,6 +50,10 @@ class Sizes:
             items=8_000,
             eval_per_batch=96,
             als_retrain_every=15_000,
+            ratings_events=300_000,
+            ratings_users=18_000,
+            ratings_items=6_000,
+            seeds=2,
             side_events=40_000,
             side_users=1_500,
             side_items=4_000,
@@ -66,6 +75,10 @@ class Sizes:
             batch=512,
             eval_per_batch=32,
             als_retrain_every=2_000,
+            ratings_events=8_000,
+            ratings_users=1_500,
+            ratings_items=400,
+            seeds=2,
             side_events=4_000,
             side_users=200,
             side_items=400,

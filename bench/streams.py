@@ -9,6 +9,8 @@ on rows without a lookup, and "seen so far" is simply `id < n_seen`.
 - `grouped`: K disjoint groups (affinity 1, no drift): the folding stream.
 - `contextual`: the item depends on a context field as much as on the user: the query-feature
   stream; without the field a model can only learn the user's mix over modes.
+
+The realistic ratings stream (the regime real data is in) has its own module: `bench.ratings`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import streams
+from bench import judge, ratings, realistic, streams
 from bench.baselines import WALS, DecayedPopular
 from bench.harness import EvalPlan, run
 from bench.models import Batch
@@ -24,6 +24,10 @@ EXPECTED = {
                 "holdout recall@100", "train events/s"],
     "cold start": ["recall@10 user's 1st event", "recall@10 user's first 3",
                    "recall@10 user's first 10", "recall@10 new items (seen 1-5x)"],
+    "realistic": ["warm recall@10", "warm recall@50", "warm NDCG@10", "cold-3 recall@10",
+                  "new-item recall@10", "train events/s", "warm recall@10, past kept",
+                  "warm hits@10 / min(10, n)"],
+    "realistic, per seed": ["warm recall@10", "cold-3 recall@10"],
     "query features": ["progressive recall@10", "gain in recall@10 (with / without)"],
     "folding": ["folding rate @10"],
     "training scalability": ["events/s @ 1,000 items", "peak MB @ 1,000 items"],
@@ -36,6 +40,15 @@ EXPECTED = {
 SUBJECTS = {
     "quality": ["WALS", "river BiasedMF", "most-popular", "popular-decayed", "softmax default"],
     "folding": ["softmax none", "softmax popularity:1024", "WALS w0=0.001", "WALS w0=0.1"],
+    "realistic": [
+        "softmax default",
+        "popular-decayed (half-life 1d)",
+        "popular-decayed (half-life 7d)",
+        "most-popular",
+        "item-kNN",
+        "WALS",
+        "river BiasedMF",
+    ],
 }
 
 
@@ -92,6 +105,72 @@ def test_wals_with_large_w0_keeps_groups_apart() -> None:
     model = WALS("wals", w0=0.1, factors=16, retrain_every=len(st))
     model.learn(Batch(st.users, st.items, st.ts))
     assert folding_rate(model, st, np.arange(st.n_users)) < 0.1
+
+
+def test_ratings_stream_is_positives_without_repeats_and_mostly_light_users() -> None:
+    r = ratings.ratings(30_000, 2_000, 1_000, seed=1)
+    st = r.stream
+    assert len(st) == int((r.rating >= 4).sum()) and set(np.unique(r.rating)) <= set(range(1, 6))
+    both = (r.users >= 0) & (r.items >= 0)  # -1: a user (an item) with no positive
+    rated = r.users[both] * 10**6 + r.items[both]
+    assert len(np.unique(rated)) == len(rated)
+    pairs = st.users * 10**6 + st.items
+    assert len(np.unique(pairs)) == len(pairs)  # a user never has an item twice
+    assert np.all(np.diff(st.ts) >= 0)
+    for ids in (st.users, st.items):
+        assert (ids <= np.r_[-1, np.maximum.accumulate(ids)[:-1]] + 1).all()
+    assert np.median(np.bincount(st.users)) < 10
+
+
+class _Future:
+    """Knows every warm user's later items and nothing else."""
+
+    name = "future"
+
+    def __init__(self, sp: judge.Split) -> None:
+        self.sp = sp
+        self.later = dict(zip(sp.warm.tolist(), sp.future, strict=True))
+
+    def learn(self, batch: Batch) -> None:
+        pass
+
+    def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
+        s = torch.zeros(len(queries), n_items)
+        for row, u in enumerate(queries.users.tolist()):
+            f = self.later[u]
+            s[row, torch.from_numpy(f[f < n_items])] = 1 + torch.rand(int((f < n_items).sum()))
+        return s
+
+
+def test_judge_scores_the_future_perfectly_and_a_blind_model_never() -> None:
+    st = ratings.ratings(30_000, 2_000, 1_000, seed=2).stream
+    sp = judge.split(st, judge.JudgePlan(batch_size=512, warm_users=300, cold_users=300))
+    assert len(sp.warm) and len(sp.known)
+    assert all(len(set(p) & set(f)) == 0 for p, f in zip(sp.past, sp.future, strict=True))
+    known = [min(10, int((f < sp.n_items).sum())) / min(10, len(f)) for f in sp.future]
+    got = judge.evaluate(_Future(sp), sp)  # type: ignore[arg-type]
+    assert got[judge.CAPPED[0]] == pytest.approx(np.mean(known))
+    assert got[judge.COLD] == "the model cannot score a user known only by items"
+
+    class Blind(_Future):
+        def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
+            return torch.zeros(len(queries), n_items)
+
+        def scores_from_items(self, histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+            return torch.zeros(len(histories), n_items)
+
+    blind = judge.evaluate(Blind(sp), sp)  # type: ignore[arg-type]
+    assert all(blind[m] == 0 for m in (*judge.WARM, *judge.KEPT, judge.COLD))
+
+
+def test_softmax_variants_read_settings_as_the_trainer_flags_do() -> None:
+    v = realistic.softmax_variant("fast:half_life_ms=1d,negatives=popularity:64,in-batch")
+    assert v.name == "softmax fast" and v.changes["half_life_ms"] == 86_400_000
+    assert realistic.softmax_variant("default").name.startswith("softmax default")
+    with pytest.raises(ValueError, match=r"no setting 'popularity_prio'.*popularity_prior"):
+        realistic.softmax_variant("x:popularity_prio=0")
+    with pytest.raises(ValueError, match="--dim"):
+        realistic.softmax_variant("x:dim=-3")
 
 
 @pytest.mark.slow

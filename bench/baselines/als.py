@@ -122,8 +122,29 @@ class WALS:
     def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
         if self._als is None:
             return torch.zeros(len(queries), n_items)
+        return self._scores(self.user_vectors(queries.users), n_items)
+
+    def scores_from_items(self, histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+        """Scores for users known only by these items: each folded in by one least-squares
+        solve against the fitted item factors (items born after the fit drop out)."""
+        als, m = self._als, self._fit_matrix
+        if als is None or m is None:
+            return torch.zeros(len(histories), n_items)
+        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        cols = np.concatenate(histories) if histories else np.empty(0, np.int64)
+        keep = cols < m.shape[1]
+        R = sp.csr_matrix(
+            (np.ones(int(keep.sum()), np.float32), (rows[keep], cols[keep])),
+            shape=(len(histories), m.shape[1]),
+        )
+        with threadpool_limits(1, "blas"):
+            U = als.recalculate_user(np.arange(len(histories)), R)
+        return self._scores(np.asarray(U), n_items)
+
+    def _scores(self, U: np.ndarray, n_items: int) -> torch.Tensor:
+        assert self._als is not None
         V = np.asarray(self._als.item_factors)[:n_items]
-        s = self.user_vectors(queries.users) @ V.T
+        s = U @ V.T
         if s.shape[1] < n_items:  # items born after the fit have no factors yet: score 0
             s = np.pad(s, ((0, 0), (0, n_items - s.shape[1])))
         return torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))

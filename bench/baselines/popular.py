@@ -28,9 +28,15 @@ class MostPopular:
         self.counts += np.bincount(batch.items, minlength=len(self.counts))
 
     def scores(self, queries: Batch, n_items: int) -> torch.Tensor:
+        return self._ranking(len(queries), n_items)
+
+    def scores_from_items(self, histories: list[np.ndarray], n_items: int) -> torch.Tensor:
+        return self._ranking(len(histories), n_items)
+
+    def _ranking(self, n: int, n_items: int) -> torch.Tensor:
         self._grow(n_items)
         row = torch.from_numpy(self.counts[:n_items].astype(np.float32))
-        return row.expand(len(queries), -1)
+        return row.expand(n, -1)
 
 
 class DecayedPopular(MostPopular):

@@ -16,6 +16,11 @@ from bench.models import Batch
 
 
 class RiverMF:
+    no_fold_in = (
+        "river's BiasedMF learns a user's vector only by updating the shared model "
+        "(learn_one); it has no fold-in that scores a user from a few items without learning"
+    )
+
     def __init__(
         self,
         name: str = "river-biasedmf",
