@@ -7,11 +7,11 @@ benchmarks: give it each query's scores over the whole catalogue and the true it
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
 import torch
-from river import drift, stats, utils
 
 from trainer.core.state import Arrays, Meta
 
@@ -46,18 +46,33 @@ def ranks_of(scores: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
 class Progressive:
     """Running and rolling recall@k and loss, with a drift detector on the loss.
 
-    `update(ranks, loss)` once per evaluated batch; `figures()` for logs and `status`.
+    `update(ranks, loss)` once per evaluated batch; `figures()` for logs and `status`. river is
+    imported when the figures are first needed (its drift package takes seconds to import,
+    which a trainer's start need not wait for; `warm_up` imports it on a thread meanwhile).
     """
 
     def __init__(self, ks: tuple[int, ...] = (10, 100), window: int = 20_000) -> None:
         self.ks = ks
         self.window = window
+        self.drifts = 0
+        self._made = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("running", "rolling", "loss", "loss_rolling", "detector") and not self._made:
+            self._make()
+            return getattr(self, name)
+        raise AttributeError(name)
+
+    def _make(self) -> None:
+        from river import drift, stats, utils
+
+        ks, window = self.ks, self.window
         self.running = {k: stats.Mean() for k in ks}
         self.rolling = {k: utils.Rolling(stats.Mean, window_size=window) for k in ks}
         self.loss = stats.Mean()
         self.loss_rolling = utils.Rolling(stats.Mean, window_size=max(1, window // 256))
         self.detector = drift.ADWIN()
-        self.drifts = 0
+        self._made = True
 
     def update(self, ranks: np.ndarray, loss: float | None = None) -> bool:
         """Add a batch's ranks (and its training loss); True when drift was detected."""
@@ -106,6 +121,17 @@ class Progressive:
             self.running[k].n, self.running[k]._mean = n, mean
         self.loss.n, self.loss._mean = meta["loss"]
         self.drifts = int(meta["drifts"])
+
+
+def warm_up() -> threading.Thread:
+    """Import river on a thread of its own (a trainer starts it while it joins its group)."""
+
+    def load() -> None:
+        from river import drift, stats, utils  # noqa: F401
+
+    thread = threading.Thread(target=load, name="recstream-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def folding_rate(top_groups: np.ndarray, touched: list[set[int]]) -> float:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.core.adagrad import DenseAdagrad
 from trainer.core.features import MISSING
 from trainer.core.settings import ModelSettings
 from trainer.core.state import Arrays, Meta, as_tensor, prefixed, unprefixed
@@ -73,7 +74,7 @@ class TwoTower:
             torch.full((halves,), s.popularity_prior / halves), requires_grad=s.learn_prior
         )
         dense = [*self.tower.parameters(), *([self.prior_weight] if s.learn_prior else [])]
-        self.dense_opt = torch.optim.Adagrad(dense, lr=s.dense_lr)
+        self.dense_opt = DenseAdagrad(dense, lr=s.dense_lr)
 
     def tables(self) -> dict[str, EmbeddingTable]:
         out = {"users": self.users, "items": self.items, "item_bias": self.item_bias}
@@ -92,9 +93,7 @@ class TwoTower:
         for k, v in self.tower.state_dict().items():
             arrays[f"tower.{k}"] = v.detach().clone()
         arrays["prior.weight"] = self.prior_weight.detach().clone()
-        for idx, st in self.dense_opt.state_dict()["state"].items():
-            for k, v in st.items():
-                arrays[f"dense_opt.{idx}.{k}"] = torch.as_tensor(v).clone()
+        arrays.update(prefixed(self.dense_opt.state(), "dense_opt."))
         return arrays, {"tables": tables}
 
     def load_state(self, arrays: Arrays, meta: Meta) -> None:
@@ -104,11 +103,7 @@ class TwoTower:
         self.tower.load_state_dict(
             {k: as_tensor(v) for k, v in unprefixed(arrays, "tower.").items()}
         )
-        opt_state = self.dense_opt.state_dict()
-        for key, v in unprefixed(arrays, "dense_opt.").items():
-            idx, name = key.split(".", 1)
-            opt_state["state"].setdefault(int(idx), {})[name] = as_tensor(v)
-        self.dense_opt.load_state_dict(opt_state)
+        self.dense_opt.load_state(unprefixed(arrays, "dense_opt."))
         if "prior.weight" in arrays:  # recstream 0.1: the prior's weight was the setting
             with torch.no_grad():
                 self.prior_weight.copy_(as_tensor(arrays["prior.weight"]))

@@ -102,7 +102,7 @@ class Step:
                 gram.recompute(lr.scoring.item_vectors(rows))
             touched = Vf[torch.from_numpy(catalogue)]
             total = loss + gravity_penalty(psi, gram.matrix(), len(lr.items), touched, s.gravity)
-        m.dense_opt.zero_grad(set_to_none=True)
+        m.dense_opt.zero_grad()
         # per-event gradient scale: a row sees O(1) gradients, the scale Adagrad is tuned for
         (total * b).backward()
         m.dense_opt.step()

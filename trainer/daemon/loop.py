@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from stream import Batch, EventSource
+from trainer.core.evaluation import warm_up
 from trainer.core.learner import EventColumns, Learner
 from trainer.daemon.allocator import keep_freed_memory
 from trainer.daemon.checkpointing import Applied, Checkpointer
@@ -99,6 +100,7 @@ class Trainer:
 
     def run(self) -> Learner | None:
         """Train until stopped; None if stopped while still a standby."""
+        warm_up()  # river's import (seconds) overlaps the restore and the group join
         if self.s.metrics_port is not None:
             self._server = MetricsServer(
                 self.metrics.registry, self.health, self.s.metrics_host, self.s.metrics_port
