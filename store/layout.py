@@ -1,34 +1,42 @@
-"""Every Redis key of a namespace, in one place.
+"""Every Redis key of a namespace, in one place: the contract every client reads.
 
-A namespace holds immutable, numbered versions and one pointer to the current one:
+A namespace holds immutable, numbered versions and one pointer to the current one. A version is
+*full* (it holds every item row) or a *delta* (it names a base and holds only the item rows that
+changed since it); `chain` in its meta lists the versions whose rows make it up, newest first,
+ending at a full one. Users and precomputed top-N lists are whole in every version (the base's
+hash is copied server-side, then the users active since are rewritten): one HGET each.
 
 | key | type | holds |
 |---|---|---|
 | `{ns}:current` | string | the current version number; the one pointer readers follow |
 | `{ns}:versions` | sorted set | version → time (ms) it was first made current or recorded |
 | `{ns}:retired` | hash | version → time (ms) it stopped being current (for the grace period) |
-| `{ns}:v:{V}:meta` | hash | format, version, dim, items, users, created_ms, published_ms, |
-| | | checksum, chunk_rows, chunks, stamp, users_base (the version its users were copied |
-| | | from, or empty), and `extra.{key}` per entry of `Snapshot.extra` |
-| `{ns}:v:{V}:item` | hash | item id → its vector as little-endian float32 bytes (4·dim) |
-| `{ns}:v:{V}:user` | hash | user id → its vector, same encoding (users not active since the |
-| | | previous version keep that version's vector: copied over, see `stamp`) |
-| `{ns}:v:{V}:tower` | string | the query tower (spec + weights, `store.tower`), for new users |
-| `{ns}:v:{V}:matrix:{c}` | string | float32 bytes of item rows [c·R, (c+1)·R), R = chunk_rows |
+| `{ns}:v:{V}:meta` | hash | see META_FIELDS; `extra.{key}` per entry of `Snapshot.extra` |
+| `{ns}:v:{V}:item` | hash | item id → its row (decimal) in V's own chunks; "" = removed in V |
+| `{ns}:v:{V}:matrix:{c}` | string | float32 LE bytes of V's rows [c·R, (c+1)·R), R = chunk_rows |
 | `{ns}:v:{V}:ids:{c}` | string | msgpack list of the ids of those rows |
+| `{ns}:v:{V}:slots:{c}` | string | delta only: int32 LE, the table slot of each of those rows |
+| `{ns}:v:{V}:removed` | string | delta only: int32 LE, table rows emptied by V (their items left) |
+| `{ns}:v:{V}:lists:{c}` | string | with an index: int32 LE, the IVF list of each of those rows |
+| `{ns}:v:{V}:centroids` | string | full with an index: float32 LE, nlist × dim IVF centroids |
+| `{ns}:v:{V}:user` | hash | user id → its vector, float32 LE (4·dim bytes) |
+| `{ns}:v:{V}:topn` | hash | with `top_n` > 0: user id → JSON [{"item": id, "score": s}, ...] |
+| `{ns}:v:{V}:tower` | string | the query tower (spec + weights, `store.tower`), for new users |
 
-The chunks hold the whole item table, so a reader loads it for exact top-k in one round trip
-per 16 chunks; the hashes serve lookups of single ids. The checksum is the SHA-256 of the
-snapshot's ids and vectors (`Snapshot.digest`): it tells whether a republished version has the
-same content.
+An item's vector in version V: for each C in V's chain, HGET `{ns}:v:{C}:item` id; the first
+answer wins ("" means the item is gone); it is row r of C's chunks: GETRANGE
+`{ns}:v:{C}:matrix:{r // R}` from (r % R)·4·dim, 4·dim bytes. A version's table (what top-k
+scores) is the full version's rows, then each delta applied oldest first: its `removed` rows
+emptied, its rows written to their `slots`. Scores are dot products: score = user · item.
 
 Rules the writer keeps and readers rely on:
 - a version's meta is written last and its data is never changed once it has been current
   (republishing it is allowed only with byte-identical content);
 - `{ns}:current` moves only after the version's data was read back and verified;
-- a version is deleted by one UNLINK of all its keys, meta first, and only after it has been
-  non-current for the grace period; so a reader that finds a version's meta after reading its
-  data read that version's data, and a reader that finds a key missing re-reads the pointer.
+- a version is deleted by one UNLINK of all its keys, meta first, only after it has been
+  non-current for the grace period and no kept version has it in its chain; so a reader that
+  finds a version's meta after reading its data read that version's data, and a reader that
+  finds a key missing re-reads the pointer.
 
 >>> Layout("reco").item(7)
 'reco:v:7:item'
@@ -42,29 +50,41 @@ import re
 from dataclasses import dataclass
 
 DEFAULT_NAMESPACE = "recstream"  # `--namespace` of every command
-FORMAT = "1"  # bump when the meaning of these keys changes; readers refuse other formats
+FORMAT = "2"  # bump when the meaning of these keys changes; readers refuse other formats
 
 # Fields of `{ns}:v:{V}:meta` that the store itself writes; extra metadata is `extra.{key}`.
 META_FIELDS = (
-    "format",
+    "format",  # FORMAT
     "version",
-    "dim",
-    "items",
-    "users",
-    "created_ms",
-    "published_ms",
-    "checksum",
-    "chunk_rows",
-    "chunks",
-    "stamp",
-    "users_base",
+    "dim",  # floats per vector
+    "items",  # items in the version's table
+    "slots",  # rows of the version's table, empty ones included (deltas leave holes)
+    "users",  # users in the snapshot (the user hash may hold more: copied over)
+    "created_ms",  # when the checkpoint was taken
+    "published_ms",  # when the version was written (server time)
+    "checksum",  # SHA-256 of the snapshot (`Snapshot.digest`): same content, same checksum
+    "chunk_rows",  # R: rows per chunk, one value along a chain
+    "chunks",  # chunks of this version's own rows
+    "rows",  # this version's own rows (all items when full, the changed ones in a delta)
+    "stamp",  # the snapshot's stamp: rows and users stamped after it are newer than V
+    "base",  # the version this delta applies to, "" when full
+    "chain",  # comma-separated versions whose rows make up V, newest first: "V,...,full"
+    "removed",  # table rows this delta emptied
+    "users_base",  # the version whose user (and top-N) hash was copied, or ""
+    "index",  # "ivf" when the version has an approximate index, else ""
+    "index_nlist",  # IVF lists
+    "index_nprobe",  # lists to scan: the writer's choice for index_recall
+    "index_recall",  # recall@100 against exact, measured by the writer on its own users
+    "top_n",  # N of the precomputed top-N lists (0: none)
 )
 EXTRA_PREFIX = "extra."
 
 # No glob characters (keys are matched with SCAN), no whitespace; braces are allowed so that a
 # namespace can be a Redis Cluster hash tag such as "{reco}".
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.:/{}\-]{1,200}")
-_DATA_KEY = re.compile(r"(\d+):(?:meta|item|user|tower|matrix:\d+|ids:\d+)")
+_DATA_KEY = re.compile(
+    r"(\d+):(?:meta|item|user|topn|tower|removed|centroids|(?:matrix|ids|slots|lists):\d+)"
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +133,21 @@ class Layout:
 
     def ids(self, version: int, chunk: int) -> str:
         return f"{self.prefix(version)}ids:{chunk}"
+
+    def slots(self, version: int, chunk: int) -> str:
+        return f"{self.prefix(version)}slots:{chunk}"
+
+    def lists(self, version: int, chunk: int) -> str:
+        return f"{self.prefix(version)}lists:{chunk}"
+
+    def removed(self, version: int) -> str:
+        return f"{self.prefix(version)}removed"
+
+    def centroids(self, version: int) -> str:
+        return f"{self.prefix(version)}centroids"
+
+    def topn(self, version: int) -> str:
+        return f"{self.prefix(version)}topn"
 
     def chunk_keys(self, version: int, chunks: int) -> list[str]:
         """The matrix and ids keys of a version with `chunks` chunks."""

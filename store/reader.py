@@ -1,10 +1,11 @@
-"""What downstream services import: vectors and exact top-k from the current version.
+"""What downstream services import: vectors, exact and approximate top-k, precomputed top-N.
 
 Every call reads `{ns}:current` once and then only that version's keys (see `store.layout`), so
 it never mixes versions. If the version is deleted under it (past the writer's grace period),
-the call re-reads the pointer and retries once. Top-k scores a cached copy of the version's
-whole item matrix, loaded once per version by one thread; calls in other threads meanwhile
-answer wholly from the previous version (~1 s for a million items) instead of waiting.
+the call re-reads the pointer and retries once. Top-k scores a cached copy of the version's item
+table (`store.cache`): loaded once, then moved to each new version in place when that version is
+a delta of it; calls in other threads meanwhile answer wholly from the previous version.
+`exact=False` answers from the version's approximate index (`store.ivf`) instead of scanning.
 
     reader = Reader.from_url("redis://localhost:6379/0", namespace="reco")
     reader.recommend("user-42", k=10, exclude=["seen-item"])
@@ -13,30 +14,26 @@ answer wholly from the previous version (~1 s for a million items) instead of wa
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
 import redis
 
+from store.cache import Cache, Copy, load
 from store.errors import NoVersion, StoreError, UnknownUser, Unreachable
-from store.layout import DEFAULT_NAMESPACE, FORMAT, Layout, chunk_bounds
-from store.table import Table, as_id
+from store.layout import DEFAULT_NAMESPACE, Layout
+from store.loading import Meta, Vanished, read_meta
+from store.table import Table, as_id, check_k
 from store.tower import QueryTower
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_IDS = msgspec.msgpack.Decoder(list[str])
-_LOAD_GROUP = 16  # chunks per round trip when loading a table: bounds reply buffers (~64 MB)
-
-
-class _Vanished(StoreError):
-    """A key of the version being read is gone: the version was deleted meanwhile."""
+_Vanished = Vanished  # the name older code and tests use
+Recs = list[dict[str, str | float]]
 
 
 class Reader:
@@ -46,9 +43,9 @@ class Reader:
         check_client(client)
         self.client = client
         self.layout = Layout(namespace)
-        self._table: Table | None = None
+        self.cache = Cache(client, self.layout)
         self._tower: tuple[int, QueryTower] | None = None
-        self._loading = threading.Lock()
+        self._metas: dict[int, Meta] = {}
 
     @classmethod
     def from_url(cls, url: str, namespace: str = DEFAULT_NAMESPACE, **redis_kwargs: Any) -> Reader:
@@ -77,49 +74,54 @@ class Reader:
 
     def meta(self) -> dict[str, str]:
         """The current version's metadata (`store.layout` lists the fields)."""
-
-        def read(v: int) -> dict[str, str]:
-            raw = self.client.hgetall(self.layout.meta(v))
-            if not raw:
-                raise _Vanished(v)
-            return decode_hash(raw)
-
-        return self._at_current(read)
+        return self._at_current(lambda v: dict(self._meta(v).fields))
 
     def recommend(
-        self, user: str | int, k: int = 10, exclude: Iterable[str | int] = ()
-    ) -> list[dict[str, str | float]]:
-        """The user's top-k items, best first: [{"item": id, "score": float}, ...].
+        self, user: str | int, k: int = 10, exclude: Iterable[str | int] = (), exact: bool = True
+    ) -> Recs:
+        """The user's top-k items, best first: [{"item": id, "score": float}, ...]; with
+        `exact=False` from the approximate index (recall@100 ≥ the writer's target).
 
         Raises UnknownUser if the current version has no vector for the user.
         """
         uid = as_id(user)
         exclude = list(exclude)
 
-        def answer(table: Table) -> list[dict[str, str | float]]:
-            v = table.version
+        def answer(copy: Copy) -> Recs:
+            v = copy.version
             vector = self._vectors(v, self.layout.user(v), [uid]).get(uid)
             if vector is None:
                 raise UnknownUser(uid, v, self.layout.namespace)
-            return table.top_k(vector, k, exclude)
+            return top_k(copy, vector, k, exclude, exact)
 
-        def read(v: int) -> list[dict[str, str | float]]:
-            table = self._table_at(v)
-            if table.version != v:  # the previous version, while another thread loads `v`
-                try:
-                    return answer(table)
-                except _Vanished:  # deleted meanwhile: wait for the load
-                    table = self._table_at(v, wait=True)
-            return answer(table)
+        def read(v: int) -> Recs:
+            with self.cache.view(v) as copy:
+                if copy.version == v:
+                    return answer(copy)
+                try:  # the previous version, while another thread moves the copy to `v`
+                    return answer(copy)
+                except Vanished:  # deleted meanwhile: wait for the move
+                    pass
+            with self.cache.view(v, wait=True) as copy:
+                return answer(copy)
 
         return self._at_current(read)
 
     def recommend_vector(
-        self, query: np.ndarray, k: int = 10, exclude: Iterable[str | int] = ()
-    ) -> list[dict[str, str | float]]:
+        self,
+        query: np.ndarray,
+        k: int = 10,
+        exclude: Iterable[str | int] = (),
+        exact: bool = True,
+    ) -> Recs:
         """Top-k items for any query vector of the current version's dim (cold start)."""
         exclude = list(exclude)
-        return self._at_current(lambda v: self._table_at(v).top_k(query, k, exclude))
+
+        def read(v: int) -> Recs:
+            with self.cache.view(v) as copy:
+                return top_k(copy, query, k, exclude, exact)
+
+        return self._at_current(read)
 
     def recommend_for(
         self,
@@ -127,18 +129,41 @@ class Reader:
         context: Mapping[str, Any] | None = None,
         k: int = 10,
         exclude: Iterable[str | int] = (),
-    ) -> list[dict[str, str | float]]:
+        exact: bool = True,
+    ) -> Recs:
         """Top-k for a user the model has no vector for (new, or seen a minute ago): ψ(x) is
         computed from the user's recent items (oldest first) and context with the published
         query tower. With no history and no context: what is popular (bias + trend prior)."""
         recent = [as_id(i) for i in recent_items]
         exclude = list(exclude)
 
-        def read(v: int) -> list[dict[str, str | float]]:
-            table = self._table_at(v, wait=True)
-            tower = self._tower_at(v)
-            rows = [table.index[i] for i in recent if i in table.index]
-            return table.top_k(tower.query(table.matrix[rows], context), k, exclude)
+        def read(v: int) -> Recs:
+            with self.cache.view(v, wait=True) as copy:
+                table = copy.table
+                tower = self._tower_at(copy.version)
+                rows = [table.index[i] for i in recent if i in table.index]
+                return top_k(copy, tower.query(table.matrix[rows], context), k, exclude, exact)
+
+        return self._at_current(read)
+
+    def top_n(self, user: str | int) -> Recs | None:
+        """The user's precomputed top-N (`publish --top-n N`) in the current version, or None
+        if the version has no list for the user; StoreError if it has no lists at all."""
+        uid = as_id(user)
+
+        def read(v: int) -> Recs | None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hget(self.layout.topn(v), uid)
+            pipe.hget(self.layout.meta(v), "top_n")
+            blob, n = pipe.execute()
+            if n is None:
+                raise Vanished(v)
+            if not int(n):
+                raise StoreError(
+                    f"version {v} of namespace {self.layout.namespace!r} has no precomputed "
+                    "top-N lists: publish with `recstream publish --top-n N`"
+                )
+            return None if blob is None else json.loads(blob)
 
         return self._at_current(read)
 
@@ -149,7 +174,7 @@ class Reader:
         blob = self.client.get(self.layout.tower(version))
         if blob is None:
             if not self.client.exists(self.layout.meta(version)):
-                raise _Vanished(version)
+                raise Vanished(version)
             raise StoreError(
                 f"version {version} of namespace {self.layout.namespace!r} has no query tower: "
                 "it was published without one (an older trainer); publish a new checkpoint"
@@ -161,12 +186,50 @@ class Reader:
     def item_vectors(self, ids: Iterable[str | int]) -> dict[str, np.ndarray]:
         """The vectors of `ids` in the current version; ids it lacks are omitted."""
         wanted = list(dict.fromkeys(map(as_id, ids)))
-        return self._at_current(lambda v: self._vectors(v, self.layout.item(v), wanted))
+        return self._at_current(lambda v: self._item_vectors(v, wanted))
 
     def user_vector(self, user: str | int) -> np.ndarray | None:
         """The user's vector in the current version, or None."""
         uid = as_id(user)
         return self._at_current(lambda v: self._vectors(v, self.layout.user(v), [uid]).get(uid))
+
+    def _meta(self, version: int) -> Meta:
+        meta = self._metas.get(version)
+        if meta is None:
+            meta = read_meta(self.client, self.layout, version)
+            if len(self._metas) > 16:
+                self._metas.clear()
+            self._metas[version] = meta
+        return meta
+
+    def _item_vectors(self, v: int, ids: list[str]) -> dict[str, np.ndarray]:
+        """Each id's row in the first version of the chain that names it, then its bytes."""
+        if not ids:
+            return {}
+        meta, L = self._meta(v), self.layout
+        pipe = self.client.pipeline(transaction=False)
+        for c in meta.chain:
+            pipe.hmget(L.item(c), ids)
+        found: dict[str, tuple[int, int]] = {}
+        for c, rows in zip(meta.chain, pipe.execute(), strict=True):
+            for i, row in zip(ids, rows, strict=True):
+                if row is not None and i not in found:
+                    if row and not row.isdigit():
+                        raise StoreError(f"{L.item(c)}[{i!r}] is not a row number: republish")
+                    found[i] = (c, int(row) if row else -1)
+        width, R = 4 * meta.dim, meta.chunk_rows
+        live = [(i, c, r) for i, (c, r) in found.items() if r >= 0]
+        pipe = self.client.pipeline(transaction=True)
+        for _, c, r in live:
+            pipe.getrange(L.matrix(c, r // R), (r % R) * width, (r % R + 1) * width - 1)
+        pipe.exists(L.meta(v))
+        *blobs, alive = pipe.execute()
+        if not alive:
+            raise Vanished(v)
+        return {
+            i: decode_vector(b, meta.dim, f"{L.matrix(c, r // R)}[row {r}]")
+            for (i, c, r), b in zip(live, blobs, strict=True)
+        }
 
     def _at_current(self, read: Callable[[int], T]) -> T:
         version = self.version()
@@ -175,40 +238,19 @@ class Reader:
         try:
             with redis_errors(self.client, f"reading version {version}"):
                 return read(version)
-        except _Vanished:
+        except Vanished:
             retry = self.version()
             if retry is None:
                 raise NoVersion(self.layout.namespace) from None
         try:
             with redis_errors(self.client, f"reading version {retry}"):
                 return read(retry)
-        except _Vanished:
+        except Vanished:
             raise StoreError(
                 f"version {retry} of namespace {self.layout.namespace!r} is current but its "
                 "keys are missing (deleted by hand, or a writer with a tiny grace_s?): "
                 "republish it"
             ) from None
-
-    def _table_at(self, version: int, wait: bool = False) -> Table:
-        """The table of `version`; while another thread loads it, the previous table.
-
-        The caller reads everything else at the returned table's version, so a call answers
-        wholly from the old or wholly from the new version, and only one thread waits for a load.
-        """
-        table = self._table
-        if table is not None and table.version == version:
-            return table
-        if table is None or wait:
-            self._loading.acquire()
-        elif not self._loading.acquire(blocking=False):
-            return table
-        try:
-            table = self._table
-            if table is None or table.version != version:
-                table = self._table = load_table(self.client, self.layout, version)
-            return table
-        finally:
-            self._loading.release()
 
     def _vectors(self, version: int, key: str, ids: list[str]) -> dict[str, np.ndarray]:
         if not ids:
@@ -219,7 +261,7 @@ class Reader:
         pipe.hget(self.layout.meta(version), "dim")
         blobs, dim = pipe.execute()
         if dim is None:
-            raise _Vanished(version)
+            raise Vanished(version)
         return {
             i: decode_vector(b, int(dim), f"{key}[{i!r}]")
             for i, b in zip(ids, blobs, strict=True)
@@ -227,61 +269,26 @@ class Reader:
         }
 
 
-def read_chunks(
-    client: redis.Redis, layout: Layout, version: int, chunks: int
-) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """(chunk, matrix bytes, ids bytes) of a version's chunks, in order, `_LOAD_GROUP` chunks
-    per round trip (bounds the reply buffers); None where a key is missing."""
-    for first in range(0, chunks, _LOAD_GROUP):
-        group = range(first, min(first + _LOAD_GROUP, chunks))
-        pipe = client.pipeline(transaction=False)
-        for c in group:
-            pipe.get(layout.matrix(version, c))
-            pipe.get(layout.ids(version, c))
-        replies = pipe.execute()
-        yield from zip(group, replies[0::2], replies[1::2], strict=True)
+def top_k(copy: Copy, vector: np.ndarray, k: int, exclude: list[str | int], exact: bool) -> Recs:
+    """Exact top-k from the copy's table, or approximate from its index."""
+    table = copy.table
+    if exact:
+        return table.top_k(vector, k, exclude)
+    if copy.ivf is None:
+        raise StoreError(
+            f"version {copy.version} has no approximate index (published with --index none, "
+            "too few items for --index auto, or without faiss-cpu): use exact=True"
+        )
+    check_k(k)
+    q = table.query(vector)
+    masked = np.asarray(table.excluded_rows(exclude), np.int64) if exclude else None
+    rows, scores = copy.ivf.top_k(table.matrix, q, int(k), copy.meta.nprobe, masked)
+    return table.answer(rows, scores)
 
 
 def load_table(client: redis.Redis, layout: Layout, version: int) -> Table:
-    """Read a version's item ids and matrix from its chunk keys (raises _Vanished if gone)."""
-    start = time.perf_counter()
-    raw = client.hgetall(layout.meta(version))
-    if not raw:
-        raise _Vanished(version)
-    meta = decode_hash(raw)
-    if meta.get("format") != FORMAT:
-        raise StoreError(
-            f"version {version} of namespace {layout.namespace!r} has layout format "
-            f"{meta.get('format')!r}; this reader reads format {FORMAT}: upgrade recstream"
-        )
-    dim, items, chunks = int(meta["dim"]), int(meta["items"]), int(meta["chunks"])
-    bounds = chunk_bounds(items, int(meta["chunk_rows"]))
-    if len(bounds) != chunks:
-        raise StoreError(f"{layout.meta(version)} is inconsistent: {meta}; republish it")
-    matrix = np.empty((items, dim), np.float32)
-    ids: list[str] = []
-    for c, blob, id_blob in read_chunks(client, layout, version, chunks):
-        if blob is None or id_blob is None:
-            raise _Vanished(version)
-        lo, hi = bounds[c]
-        chunk_ids = _IDS.decode(id_blob)
-        if len(blob) != (hi - lo) * dim * 4 or len(chunk_ids) != hi - lo:
-            raise StoreError(
-                f"chunk {c} of version {version} of namespace {layout.namespace!r} has "
-                f"{len(blob)} bytes and {len(chunk_ids)} ids, expected {(hi - lo) * dim * 4} "
-                f"and {hi - lo}: the version is corrupt, republish it"
-            )
-        matrix[lo:hi] = np.frombuffer(blob, "<f4").reshape(hi - lo, dim)
-        ids.extend(chunk_ids)
-    log.info(
-        "loaded version %d of %s: %d items x %d in %.2f s",
-        version,
-        layout.namespace,
-        items,
-        dim,
-        time.perf_counter() - start,
-    )
-    return Table(version=version, ids=ids, matrix=matrix)
+    """The whole item table of a version (raises Vanished if gone): for tests and tools."""
+    return load(client, layout, read_meta(client, layout, version)).table
 
 
 def decode_vector(blob: bytes, dim: int, where_: str) -> np.ndarray:
@@ -341,6 +348,4 @@ def unreachable(e: redis.RedisError) -> bool:
     """Whether `e` says that no Redis answered (not that one answered with an error)."""
     if isinstance(e, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return False  # a server answered, and refused the credentials
-    if "certificate verify failed" in str(e) or "SSL" in type(e).__name__:
-        return False  # a server answered, and TLS failed: a setting to fix, not an outage
     return isinstance(e, redis.ConnectionError) or str(e).startswith("Timeout connecting")

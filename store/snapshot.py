@@ -57,6 +57,9 @@ class Snapshot:
     # since the last publish") and carries the others over.
     user_stamps: np.ndarray | None = None
     stamp: int = 0
+    # The same for items: the stamp at which each item's row last changed (vector, bias or
+    # count). With it a writer may publish a delta version: only the rows stamped after its base.
+    item_stamps: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("version", "created_ms", "stamp"):
@@ -79,14 +82,16 @@ class Snapshot:
                 f"user_vectors have dim {users.shape[1]} but item_vectors have dim {dim}: "
                 "fold biases into the vectors so that both towers have the same dim"
             )
-        stamps = self.user_stamps
-        if stamps is not None:
-            if not isinstance(stamps, np.ndarray) or stamps.shape != (len(user_ids),):
+        for name, ids in (("user_stamps", user_ids), ("item_stamps", item_ids)):
+            stamps = getattr(self, name)
+            if stamps is None:
+                continue
+            if not isinstance(stamps, np.ndarray) or stamps.shape != (len(ids),):
                 raise InvalidSnapshot(
-                    f"user_stamps must be an array of one int per user ({len(user_ids)}), "
+                    f"{name} must be an array of one int per id ({len(ids)}), "
                     f"got {getattr(stamps, 'shape', type(stamps).__name__)}"
                 )
-            object.__setattr__(self, "user_stamps", stamps.astype(np.int64))
+            object.__setattr__(self, name, stamps.astype(np.int64))
         if not isinstance(self.tower, bytes):
             raise InvalidSnapshot(f"tower must be bytes, got {type(self.tower).__name__}")
         extra = self.extra
@@ -182,8 +187,9 @@ def save_snapshot(snap: Snapshot, path: str | os.PathLike[str]) -> None:
         "user_ids": np.frombuffer(msgspec.msgpack.encode(snap.user_ids), np.uint8),
         "tower": np.frombuffer(snap.tower, np.uint8),
     }
-    if snap.user_stamps is not None:
-        tensors["user_stamps"] = snap.user_stamps
+    for name in ("user_stamps", "item_stamps"):
+        if getattr(snap, name) is not None:
+            tensors[name] = getattr(snap, name)
     metadata = {
         "format": FILE_FORMAT,
         "version": str(snap.version),
@@ -230,6 +236,7 @@ def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
             tower=tensors["tower"].tobytes() if "tower" in tensors else b"",
             user_stamps=tensors.get("user_stamps"),
             stamp=int(meta.get("stamp", 0)),
+            item_stamps=tensors.get("item_stamps"),
         )
     except (KeyError, ValueError, msgspec.DecodeError, InvalidSnapshot) as e:
         raise InvalidSnapshot(f"{path} is not a valid snapshot: {e}") from e

@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -35,22 +33,77 @@ def as_id(value: str | int) -> str:
     raise TypeError(f"id {value!r} is a {type(value).__name__}: ids are str (or int, as str)")
 
 
-@dataclass(frozen=True, eq=False)
 class Table:
-    """The item ids and item matrix (n_items, dim) float32 of one version."""
+    """The item ids and item matrix (slots, dim) float32 of one version; None ids are holes
+    (slots a delta emptied), which never score. `apply` moves it to the next version in place."""
 
-    version: int
-    ids: list[str]
-    matrix: np.ndarray
+    def __init__(
+        self, version: int, ids: list[str | None], matrix: np.ndarray, holes: Iterable[int] = ()
+    ) -> None:
+        self.version = version
+        self.ids = ids
+        self.matrix = matrix
+        self._buffer = matrix  # rows beyond len(ids) are room to grow into
+        self._holes = set(holes)
+        self._hole_rows = np.array(sorted(self._holes), np.int64)
+        self._index: dict[str, int] | None = None
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
-    @cached_property
+    @property
+    def items(self) -> int:
+        return len(self.ids) - len(self._holes)
+
+    @property
+    def holes(self) -> np.ndarray:
+        return self._hole_rows
+
+    @property
     def index(self) -> dict[str, int]:
         """Row of each id; built on first use (exclusions), ~0.2 s per million items."""
-        return {item: row for row, item in enumerate(self.ids)}
+        if self._index is None:
+            self._index = {item: row for row, item in enumerate(self.ids) if item is not None}
+        return self._index
+
+    def apply(
+        self,
+        version: int,
+        removed: np.ndarray,
+        slots: np.ndarray,
+        ids: list[str],
+        vectors: np.ndarray,
+    ) -> None:
+        """Apply a delta: empty the `removed` slots, then write `vectors` (of `ids`) to `slots`
+        (growing the table when a slot lies past its end). The caller holds off other users."""
+        size = max(len(self.ids), int(slots.max()) + 1 if len(slots) else 0)
+        if size > len(self._buffer):  # amortised: grow by 1/16 at least
+            grown = np.zeros((size + size // 16 + 1024, self.dim), np.float32)
+            grown[: len(self.ids)] = self.matrix
+            self._buffer = grown
+        self.matrix = self._buffer[:size]
+        index = self._index
+        for s in removed.tolist():
+            gone = self.ids[s]
+            if index is not None and gone is not None:
+                index.pop(gone, None)
+            self.ids[s] = None
+            self._holes.add(s)
+        self.matrix[removed] = 0.0
+        self._holes.update(range(len(self.ids), size))  # new slots, until written below
+        self.ids.extend([None] * (size - len(self.ids)))
+        for s, item in zip(slots.tolist(), ids, strict=True):
+            old = self.ids[s]
+            if index is not None:
+                if old is not None and old != item:
+                    index.pop(old, None)
+                index[item] = s
+            self.ids[s] = item
+            self._holes.discard(s)
+        self.matrix[slots] = vectors
+        self._hole_rows = np.array(sorted(self._holes), np.int64)
+        self.version = version
 
     def query(self, vector: np.ndarray) -> np.ndarray:
         """`vector` as a finite float32 query of this table's dim, or ValueError."""
@@ -66,20 +119,38 @@ class Table:
             raise ValueError(f"query vector is not finite: {q[:8]}...; fix the query tower")
         return q
 
+    def excluded_rows(self, exclude: Iterable[str | int]) -> list[int]:
+        index = self.index
+        return [index[i] for i in map(as_id, exclude) if i in index]
+
     def top_k(
         self, vector: np.ndarray, k: int = 10, exclude: Iterable[str | int] = ()
     ) -> list[dict[str, str | float]]:
         """The k items with the highest dot(vector, item), best first; ties by table order."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        check_k(k)
         scores = self.matrix @ self.query(vector)
-        excluded = [self.index[i] for i in map(as_id, exclude) if i in self.index]
+        excluded = self.excluded_rows(exclude) if exclude else []
+        masked = bool(excluded) or len(self._hole_rows) > 0
         if excluded:
             scores[excluded] = -np.inf
+        if len(self._hole_rows):
+            scores[self._hole_rows] = -np.inf
         rows = top_rows(scores, int(k))
-        if excluded:  # fewer than k items left: the excluded ones came last, at -inf
+        if masked:  # fewer than k items left: the masked ones came last, at -inf
             rows = rows[scores[rows] > -np.inf]
-        return [{"item": self.ids[r], "score": float(scores[r])} for r in rows.tolist()]
+        return self.answer(rows, scores[rows])
+
+    def answer(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, str | float]]:
+        ids = self.ids
+        return [
+            {"item": ids[r], "score": float(s)}  # type: ignore[dict-item]
+            for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+        ]
+
+
+def check_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
 
 
 def top_rows(scores: np.ndarray, k: int) -> np.ndarray:

@@ -1,12 +1,12 @@
 """Publishes snapshots into Redis as immutable versions and flips the pointer atomically.
 
-`publish` writes a version's keys (see `store.layout`), meta last; reads the chunks back and
-compares them byte for byte (and the hashes' sizes and a sample of their values); only then
-moves `{ns}:current`, with a Lua script that never moves it backwards; then deletes versions
-beyond the newest `keep` once they have been non-current for `grace_s` (readers that read the
-old pointer are finishing with them). Every write is a SET/HSET/UNLINK of fixed content, so any
-step can be retried. `on_stage`, if given, is called with "written" (data in Redis, meta not yet)
-and "verified" (read back, pointer not yet moved): the fault tests stop the world there.
+`publish` drafts the version (`store.draft`: a delta on the version this writer made current
+last, or a full one, with its approximate index), writes its keys (`store.put`, meta last),
+reads them back and compares (`store.verify`); only then moves `{ns}:current`, with a Lua
+script that never moves it backwards; then deletes versions beyond the newest `keep` once they
+have been non-current for `grace_s` and no kept version's chain needs them. `on_stage`, if
+given, is called with "written" (data in Redis, meta not yet) and "verified" (read back,
+pointer not yet moved): the fault tests stop the world there.
 
     writer = Writer.from_url("redis://localhost:6379/0", namespace="reco")
     writer.publish(load_snapshot("checkpoints/v42.safetensors"))  # -> 42
@@ -18,24 +18,25 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, cast
 
-import msgspec
 import numpy as np
 import redis
 
+from store import topn
+from store.cache import Copy
+from store.draft import Draft, Published, Settings, draft
 from store.errors import PublishError
-from store.layout import EXTRA_PREFIX, FORMAT, Layout, chunk_bounds
+from store.layout import FORMAT, Layout, chunk_bounds
+from store.loading import Meta, Part, parse_meta
+from store.put import UserBase, write_version
 from store.reader import check_client, decode_hash, redis_errors, where
 from store.retention import GRACE_S, KEEP, expired
 from store.snapshot import Snapshot
-from store.verify import differences, per_id_hashes
+from store.table import Table
+from store.verify import differences
 
 log = logging.getLogger(__name__)
-
-HSET_FIELDS = 4096  # fields per HSET: ~5 ms of server time, so readers never wait long
-_HASH_JOB_ROWS = 65536  # rows per pipeline round trip when filling the per-id hashes
 
 # KEYS: current, versions, retired. ARGV: version, force ("1"/"0"). Returns {current, moved}.
 _FLIP = """
@@ -55,7 +56,8 @@ return {cur, 0}
 
 
 class Writer:
-    """Publishes versions under `namespace`, keeping the newest `keep` (≥ 1)."""
+    """Publishes versions under `namespace`, keeping the newest `keep` (≥ 1); `settings`
+    (`store.draft.Settings`): deltas and compaction, the index, precomputed top-N."""
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class Writer:
         keep: int = KEEP,
         grace_s: float = GRACE_S,
         on_stage: Callable[[str], None] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         check_client(client)
         for name, value, low in [("chunk_rows", chunk_rows, 1), ("keep", keep, 1)]:
@@ -75,8 +78,12 @@ class Writer:
         self.client = client
         self.layout = Layout(namespace)
         self.chunk_rows, self.keep, self.grace_s = chunk_rows, keep, float(grace_s)
+        self.settings = settings or Settings()
         self._stage = on_stage or (lambda stage: None)
         self._flip = client.register_script(_FLIP)
+        self.published: Published | None = None  # what this writer made current last
+        self._copy: Copy | None = None  # that version's table, for top-N lists
+        self.last: dict[str, Any] = {}  # how the last publish went (kind, rows, seconds)
 
     @classmethod
     def from_url(
@@ -88,6 +95,7 @@ class Writer:
         keep: int = KEEP,
         grace_s: float = GRACE_S,
         on_stage: Callable[[str], None] | None = None,
+        settings: Settings | None = None,
         **redis_kwargs: Any,
     ) -> Writer:
         """A writer on `url` (redis://[user:password@]host:port/db, rediss:// for TLS);
@@ -97,7 +105,13 @@ class Writer:
         client = redis.Redis.from_url(url, **redis_kwargs)
         log.info("writer for namespace %s on %s", namespace, where(client))
         return cls(
-            client, namespace, chunk_rows=chunk_rows, keep=keep, grace_s=grace_s, on_stage=on_stage
+            client,
+            namespace,
+            chunk_rows=chunk_rows,
+            keep=keep,
+            grace_s=grace_s,
+            on_stage=on_stage,
+            settings=settings,
         )
 
     def __repr__(self) -> str:
@@ -128,6 +142,7 @@ class Writer:
             keys = [L.current, L.versions, L.retired]
             keys += [k for found in self._data_keys().values() for k in found]
             batches = (keys[i : i + 1000] for i in range(0, len(keys), 1000))
+            self.published = self._copy = None
             return sum(int(self.client.unlink(*batch)) for batch in batches)
 
     def publish(self, snap: Snapshot, *, force: bool = False) -> int:
@@ -148,16 +163,34 @@ class Writer:
                 log.warning("%s: version %d is older than current %d: skipped", ns, v, current)
                 return current
             existing = self._existing(snap)
+            after: Published | None = None
             if not existing.complete:
-                base = self._user_base(snap, current)
-                self._write(snap, existing, base)
+                d = draft(snap, self._base(current), self.settings)
+                d.index = d.index if self.settings.top_n else None  # keep it only for top-N
+                drafted = time.perf_counter()
+                users = self._user_base(snap, current)
+                self._write(d, existing, users)
                 wrote = time.perf_counter()
-                self._verify(snap, existing, base)
+                self._verify(d, existing, users)
                 self._stage("verified")
+                after = d.after(existing.chunk_rows)
+                self.last = {
+                    "kind": "full" if d.full else "delta",
+                    "rows": len(d.ids),
+                    "removed": len(d.removed),
+                    "draft_s": drafted - start,
+                    "write_s": wrote - drafted,
+                    "verify_s": time.perf_counter() - wrote,
+                    "nprobe": d.nprobe,
+                    "recall": d.recall,
+                }
                 log.info(
-                    "%s: wrote version %d (%d items x %d) in %.2f s, verified in %.2f s",
+                    "%s: wrote %s version %d (%d rows of %d items x %d) in %.2f s, verified "
+                    "in %.2f s",
                     ns,
+                    self.last["kind"],
                     v,
+                    len(d.ids),
                     len(snap.item_ids),
                     snap.dim,
                     wrote - start,
@@ -170,8 +203,22 @@ class Writer:
                 log.warning("%s: version %d written, pointer stays at %d", ns, v, pointer)
             elif moved:
                 log.info("%s: current version is now %d", ns, v)
+            if pointer == v and after is not None:
+                self.published = after
+            elif self.published is None or self.published.version != pointer:
+                self.published = self._copy = None
             self._cleanup()
         return pointer
+
+    def _base(self, current: int | None) -> Published | None:
+        """This writer's memory of the current version, if it is still what Redis holds."""
+        prior = self.published
+        if prior is None or prior.version != current or prior.chunk_rows != self.chunk_rows:
+            return None
+        if self.settings.top_n and (self._copy is None or self._copy.version != current):
+            return None  # top-N lists need the base's table: a full version rebuilds it
+        checksum = cast("bytes | None", self.client.hget(self.layout.meta(current), "checksum"))
+        return prior if checksum is not None and checksum.decode() == prior.checksum else None
 
     def _existing(self, snap: Snapshot) -> _Existing:
         """What Redis already holds of the snapshot's version."""
@@ -197,8 +244,10 @@ class Writer:
         # Same content. A published version is rewritten (if at all) with its own chunking, so
         # that a reader loading it meanwhile reads the same bytes under the same keys.
         chunk_rows = int(meta["chunk_rows"]) if published else self.chunk_rows
-        chunks = len(chunk_bounds(len(snap.item_ids), int(meta["chunk_rows"])))
-        present = self.client.exists(*L.chunk_keys(v, chunks)) if chunks else 0
+        m = parse_meta(L, v, meta)
+        kinds = ["matrix", "ids"] + ([] if m.full else ["slots"]) + (["lists"] if m.index else [])
+        keys = [getattr(L, k)(v, c) for c in range(m.chunks) for k in kinds]
+        present = self.client.exists(*keys) if keys else 0
         # users carried over from a base version may include ones this snapshot no longer has
         users_ok = (
             n_users >= len(snap.user_ids)
@@ -206,25 +255,24 @@ class Writer:
             else (n_users == len(snap.user_ids))
         )
         complete = (
-            meta.get("chunks") == str(chunks)
-            and present == 2 * chunks
-            and n_items == len(snap.item_ids)
+            present == len(keys)
+            and n_items == m.rows + int(meta.get("removed") or 0)
             and users_ok
             and (not snap.tower or bool(self.client.exists(L.tower(v))))
         )
         return _Existing(complete, published, chunk_rows)
 
     def _user_base(self, snap: Snapshot, current: int | None) -> UserBase | None:
-        """The version whose user vectors this one may copy, rewriting only users active
-        since: the current one, if it has a stamp not after the snapshot's, the same dim, and
-        not too many users the snapshot no longer has (evicted ones would pile up)."""
+        """The version whose user vectors (and top-N lists) this one may copy, rewriting only
+        users active since: the current one, if it has a stamp not after the snapshot's, the
+        same dim, and not too many users the snapshot no longer has (they would pile up)."""
         if snap.user_stamps is None or current is None or current == snap.version:
             return None
         L = self.layout
         pipe = self.client.pipeline(transaction=True)
-        pipe.hmget(L.meta(current), ["format", "dim", "stamp"])
+        pipe.hmget(L.meta(current), ["format", "dim", "stamp", "top_n"])
         pipe.hlen(L.user(current))
-        (fmt, dim, stamp), n_base = pipe.execute()
+        (fmt, dim, stamp, top_n), n_base = pipe.execute()
         if fmt is None or fmt.decode() != FORMAT or dim is None or int(dim) != snap.dim:
             return None
         if stamp is None or int(stamp) > snap.stamp or n_base > 1.01 * len(snap.user_ids) + 64:
@@ -232,75 +280,63 @@ class Writer:
         changed = np.flatnonzero(snap.user_stamps > int(stamp))
         if n_base < len(snap.user_ids) - len(changed):
             return None  # the base lacks users it should carry (its hash was damaged): write all
-        return UserBase(current, int(stamp), changed)
+        return UserBase(current, int(stamp), changed, int(top_n or 0))
 
-    def _write(self, snap: Snapshot, existing: _Existing, base: UserBase | None = None) -> None:
-        v, L = snap.version, self.layout
-        pipe = self.client.pipeline(transaction=False)
-        if not existing.published:  # leftovers of a failed attempt must not linger in hashes
-            pipe.unlink(L.meta(v), L.item(v), L.user(v), L.tower(v))
-        if snap.tower:
-            pipe.set(L.tower(v), snap.tower)
-        matrix = snap.item_vectors.reshape(-1).view(np.uint8).data
-        width = 4 * snap.dim
-        bounds = chunk_bounds(len(snap.item_ids), existing.chunk_rows)
-        for c, (lo, hi) in enumerate(bounds):
-            pipe.set(L.matrix(v, c), matrix[lo * width : hi * width])
-            pipe.set(L.ids(v, c), msgspec.msgpack.encode(snap.item_ids[lo:hi]))
-        pipe.execute()
-        # The per-id hashes cost ~1 s of server time per million rows; two connections let the
-        # client build the next commands while the server applies the previous ones.
-        if base is not None:  # server-side copy; then only the users active since
-            self.client.copy(L.user(base.version), L.user(v), replace=True)
-        jobs = [
-            (key, ids, vectors, lo)
-            for key, ids, vectors in per_id_hashes(snap, L, None if base is None else base.changed)
-            for lo in range(0, len(ids), _HASH_JOB_ROWS)
-        ]
-        with ThreadPoolExecutor(2, thread_name_prefix="store-writer") as pool:
-            for _ in pool.map(lambda job: self._write_rows(*job), jobs):
-                pass
+    def _write(self, d: Draft, existing: _Existing, users: UserBase | None) -> None:
         sec, usec = cast("tuple[int, int]", self.client.time())
-        meta: dict[str, str | int] = {
-            "format": FORMAT,
-            "version": v,
-            "dim": snap.dim,
-            "items": len(snap.item_ids),
-            "users": len(snap.user_ids),
-            "created_ms": snap.created_ms,
-            "published_ms": sec * 1000 + usec // 1000,
-            "checksum": snap.digest,
-            "chunk_rows": existing.chunk_rows,
-            "chunks": len(bounds),
-            "stamp": snap.stamp,
-            "users_base": "" if base is None else base.version,
-            **{EXTRA_PREFIX + k: val for k, val in snap.extra.items()},
-        }
-        fields = [x for field in meta.items() for x in field]
-        self._stage("written")
-        self.client.hset(L.meta(v), items=fields)  # last: its presence means "all written"
+        n = self.settings.top_n
+        write_version(
+            self.client,
+            self.layout,
+            d,
+            existing.chunk_rows,
+            fresh=not existing.published,
+            users=users,
+            top_n=n,
+            lists=self._lists(d, existing.chunk_rows) if n else None,
+            now_ms=sec * 1000 + usec // 1000,
+            stage=self._stage,
+        )
 
-    def _write_rows(self, key: str, ids: list[str], vectors: np.ndarray, lo: int) -> None:
-        pipe = self.client.pipeline(transaction=False)
-        width = 4 * vectors.shape[1]
-        for s in range(lo, min(lo + _HASH_JOB_ROWS, len(ids)), HSET_FIELDS):
-            e = min(s + HSET_FIELDS, len(ids))
-            blob = vectors[s:e].tobytes()
-            args: list[str | bytes] = [""] * (2 * (e - s))
-            args[0::2] = ids[s:e]
-            args[1::2] = [blob[i : i + width] for i in range(0, len(blob), width)]
-            pipe.execute_command("HSET", key, *args)
-        pipe.execute()
+    def _lists(self, d: Draft, chunk_rows: int) -> Callable[[np.ndarray], list[bytes]]:
+        """Moves this writer's copy of the table to the draft's version (a new copy for a full
+        version); returns a function giving the top-N lists of snapshot users on it."""
+        snap = d.snap
+        meta = Meta(
+            version=snap.version,
+            dim=snap.dim,
+            slots=d.size,
+            rows=len(d.ids),
+            chunk_rows=chunk_rows,
+            chunks=len(chunk_bounds(len(d.ids), chunk_rows)),
+            chain=d.chain,
+            index="ivf" if d.lists is not None else "",
+            nprobe=d.nprobe,
+            fields={},
+        )
+        copy = self._copy
+        if d.full or copy is None:
+            buffer = np.empty((d.size + d.size // 16 + 1024, snap.dim), np.float32)
+            buffer[: d.size] = d.vectors
+            table = Table(snap.version, list(d.ids), buffer[: d.size])
+            table._buffer = buffer
+            lists = None if d.lists is None else d.lists.copy()
+            copy = Copy(table, meta, lists, d.index)
+        else:
+            copy.apply(Part(meta, d.vectors, d.ids, d.slots, d.lists, d.removed, None))
+        self._copy = copy
+        n, exact = self.settings.top_n, self.settings.top_n_exact
+        return lambda rows: list(topn.lists(copy, snap.user_vectors[rows], n, exact))
 
-    def _verify(self, snap: Snapshot, existing: _Existing, base: UserBase | None = None) -> None:
-        """Read the version back; PublishError on any difference from the snapshot."""
-        changed = None if base is None else base.changed
-        problems = differences(self.client, self.layout, snap, existing.chunk_rows, changed)
+    def _verify(self, d: Draft, existing: _Existing, users: UserBase | None) -> None:
+        """Read the version back; PublishError on any difference from the draft."""
+        problems = differences(self.client, self.layout, d, existing.chunk_rows, users)
         if problems:
+            self.published = self._copy = None
             if not existing.published:  # without meta, the next publish rewrites it all
-                self.client.unlink(self.layout.meta(snap.version))
+                self.client.unlink(self.layout.meta(d.snap.version))
             raise PublishError(
-                f"version {snap.version} of {self.layout.namespace!r} failed verification: "
+                f"version {d.snap.version} of {self.layout.namespace!r} failed verification: "
                 f"{'; '.join(problems)}. The current version was not changed; publish again"
             )
 
@@ -314,6 +350,15 @@ class Writer:
         pipe.time()
         current, members, retired, (sec, usec) = pipe.execute()
         keys = self._data_keys()
+        pipe = self.client.pipeline(transaction=False)
+        versions = sorted(keys)
+        for version in versions:
+            pipe.hget(L.meta(version), "chain")
+        chains = {
+            v: [int(c) for c in chain.split(b",")]
+            for v, chain in zip(versions, pipe.execute(), strict=True)
+            if chain
+        }
         doomed = expired(
             recorded={int(m) for m in members},
             retired={int(k): int(t) for k, t in retired.items()},
@@ -322,6 +367,7 @@ class Writer:
             keep=self.keep,
             grace_ms=self.grace_s * 1000,
             now_ms=sec * 1000 + usec // 1000,
+            chains=chains,
         )
         for version in doomed:
             victims = sorted(set(keys.get(version, [])), key=lambda k: k != L.meta(version))
@@ -342,12 +388,6 @@ class Writer:
             if version is not None:
                 keys[version].append(key)
         return keys
-
-
-class UserBase(NamedTuple):
-    version: int  # the version whose user hash is copied
-    stamp: int  # its stamp: users stamped after it are rewritten
-    changed: np.ndarray  # rows of the snapshot's users to rewrite
 
 
 class _Existing(NamedTuple):

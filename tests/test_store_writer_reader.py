@@ -166,9 +166,9 @@ def test_failed_verification_leaves_the_pointer(writer, reader, client, monkeypa
     writer.publish(snapshot(1))
     write = writer._write
 
-    def write_then_corrupt(snap, existing, base=None):
-        write(snap, existing, base)
-        client.setrange(writer.layout.matrix(snap.version, 3), 8, b"\x00\x00\xc0\x7f")
+    def write_then_corrupt(d, existing, users=None):
+        write(d, existing, users)
+        client.setrange(writer.layout.matrix(d.snap.version, 3), 8, b"\x00\x00\xc0\x7f")
 
     monkeypatch.setattr(writer, "_write", write_then_corrupt)
     with pytest.raises(PublishError, match="matrix:3 differs"):
@@ -234,22 +234,25 @@ def test_while_a_table_loads_other_calls_answer_from_the_previous_version(client
     reader = Reader(client, namespace)
     assert items(reader.recommend(0, k=5)) == expect(1)
     writer.publish(snapshot(2))
-    reader._loading.acquire()  # as if another thread were loading version 2
+    reader.cache._loading.acquire()  # as if another thread were loading version 2
     try:
         assert items(reader.recommend(0, k=5)) == expect(1)  # all of it from version 1
     finally:
-        reader._loading.release()
+        reader.cache._loading.release()
     assert items(reader.recommend(0, k=5)) == expect(2)
     Writer(client, namespace, keep=1, grace_s=0).publish(snapshot(3))  # 1 and 2 are gone
-    reader._loading.acquire()
-    threading.Timer(0.2, reader._loading.release).start()
+    reader.cache._loading.acquire()
+    threading.Timer(0.2, reader.cache._loading.release).start()
     assert items(reader.recommend(0, k=5)) == expect(3)  # version 2 vanished: waited for 3
 
 
 def test_a_torn_vector_is_an_error(writer, reader, client):
     writer.publish(snapshot(1))
+    client.set(writer.layout.matrix(1, 1), b"\x00" * 80)  # item-9 is row 2 of chunk 1 (R = 7)
+    with pytest.raises(StoreError, match="8 bytes, expected 36"):
+        reader.item_vectors(["item-9"])
     client.hset(writer.layout.item(1), "item-9", b"\x00" * 7)
-    with pytest.raises(StoreError, match="7 bytes, expected 36"):
+    with pytest.raises(StoreError, match="not a row number"):
         reader.item_vectors(["item-9"])
 
 

@@ -3,8 +3,10 @@
 Biases are folded in so a plain dot product is the model's score:
 item vector = [Ṽ_j, b_j + prior_j], user vector = [ψ(x_u), 1]. Only ids with a row of their
 own are published (shared bucket rows are not items or users). The snapshot also carries the
-query tower (for users without a vector) and each user's activity stamp, so that the writer
-rewrites only the users active since the version it published last.
+query tower (for users without a vector) and each user's and item's activity stamp, so that the
+writer rewrites only the users active, and (in a delta version) the item rows changed, since the
+version it published last. An item with item features is stamped as changed in every snapshot:
+its Ṽ moves whenever a shared feature row does, which the learner does not track per item.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str
     rows, V, offset = learner.scoring.item_matrix()
     items = torch.cat([V, offset.unsqueeze(1)], dim=1).numpy().astype(np.float32, copy=True)
     item_ids = [learner.items.id_of(int(r)) or "" for r in rows]
+    item_stamps = learner.item_active[rows].copy()
+    if len(learner.model.item_feats):
+        featured = (learner.item_features.rows[rows] >= 0).any(axis=1)
+        item_stamps[featured] = learner.events_applied
     user_rows = np.sort(learner.users.admitted_rows())
     users = np.empty((len(user_rows), learner.model.dim + 1), dtype=np.float32)
     for lo in range(0, len(user_rows), _USER_CHUNK):
@@ -42,6 +48,7 @@ def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str
         # "active since the last publish" = stamped after that version's stamp
         user_stamps=learner.user_active[user_rows],
         stamp=learner.events_applied,
+        item_stamps=item_stamps,
     )
 
 
