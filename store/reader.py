@@ -348,4 +348,6 @@ def unreachable(e: redis.RedisError) -> bool:
     """Whether `e` says that no Redis answered (not that one answered with an error)."""
     if isinstance(e, redis.AuthenticationError | redis.exceptions.AuthorizationError):
         return False  # a server answered, and refused the credentials
+    if "certificate verify failed" in str(e) or "SSL" in type(e).__name__:
+        return False  # a server answered, and TLS failed: a setting to fix, not an outage
     return isinstance(e, redis.ConnectionError) or str(e).startswith("Timeout connecting")
