@@ -61,3 +61,26 @@ def test_unwritable_directory_is_a_clear_error(tmp_path):
     target.write_text("x")
     with pytest.raises(CheckpointError, match="cannot write a checkpoint"):
         _save(CheckpointStore(target), 1.0)
+
+
+def test_a_learner_round_trips_through_a_checkpoint_file(tmp_path):
+    """State written by the checkpoint store loads back into the same model (0-d tensors, such
+    as the optimiser's step counts, keep their shape)."""
+    import numpy as np
+
+    from tests.clustered import Clustered
+    from trainer.core.learner import Learner
+    from trainer.core.settings import ModelSettings
+
+    s = ModelSettings(dim=8, layers=(8,), seed=2)
+    learner = Learner(s)
+    data = Clustered(seed=3)
+    for _ in range(3):
+        learner.learn(data.batch(128))
+    tensors, meta = learner.state()
+    ckpt = CheckpointStore(tmp_path).save(tensors, {"learner": meta})
+    again = Learner.from_state(s, ckpt.tensors(), ckpt.meta["learner"])
+    rows = np.sort(learner.users.admitted_rows())
+    assert torch.equal(learner.scoring.scores(rows), again.scoring.scores(rows))
+    nxt = data.batch(128)
+    assert learner.learn(nxt).loss == again.learn(nxt).loss

@@ -9,9 +9,10 @@ the CRC-32C of the bytes as they go out (hardware CRC, ~9 GB/s here, where blake
     >>> import tempfile, numpy as np
     >>> from safetensors.numpy import load_file
     >>> path = Path(tempfile.mkdtemp()) / "t.safetensors"
-    >>> size, crc = write_tensors(path, {"a": np.arange(3), "b": np.ones((2, 2), "f4")})
+    >>> arrays = {"a": np.arange(3), "b": np.ones((2, 2), "f4"), "c": np.float64(2.5)}
+    >>> size, crc = write_tensors(path, arrays)
     >>> {k: v.tolist() for k, v in sorted(load_file(str(path)).items())}
-    {'a': [0, 1, 2], 'b': [[1.0, 1.0], [1.0, 1.0]]}
+    {'a': [0, 1, 2], 'b': [[1.0, 1.0], [1.0, 1.0]], 'c': 2.5}
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def write_tensors(path: Path, arrays: dict[str, np.ndarray | torch.Tensor]) -> t
 
 def _array(a: np.ndarray | torch.Tensor) -> np.ndarray:
     x = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    return np.ascontiguousarray(x)
+    return x if x.flags.c_contiguous else x.copy()  # (ascontiguousarray makes 0-d arrays 1-d)
 
 
 def _chunks(head: bytes, views: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
