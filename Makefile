@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU build of torch, pinned: a looser requirement lets pip pull a multi-GB CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,bench,parquet]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,parquet,serving]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -11,8 +11,10 @@ and connect with ``redis://recstream-writer:WRITER_PASSWORD@host:6379/0`` (``red
 TLS). `SCAN` (the writer's sweep of old versions) lists key names of the whole database: keep
 other tenants in another database or server if their key names are secret.
 
->>> reader_rules("reco")
-'resetkeys %R~reco:* resetchannels -@all +get +exists +hget +hmget +hgetall +multi +exec +ping'
+>>> reader_rules("reco").split()[:4]
+['resetkeys', '%R~reco:*', 'resetchannels', '-@all']
+>>> " ".join(reader_rules("reco").split()[4:])
+'+get +getrange +exists +hget +hmget +hgetall +multi +exec +ping'
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from store.layout import Layout
 
 # What store.writer and store.reader send (MULTI/EXEC: their pipelines; EVALSHA, SCRIPT LOAD:
 # the pointer flip; SCAN, UNLINK: the sweep of old versions; TIME: the server's clock; COPY: the
-# users carried over from the previous version; EXISTS: a reader telling a deleted version from
-# one published without a query tower).
+# users and top-N lists carried over from the previous version; EXISTS: a reader telling a
+# deleted version from one published without a query tower; GETRANGE: one item's vector out of
+# a chunk).
 WRITER_COMMANDS = [
-    *("get", "set", "exists", "unlink", "scan", "time", "copy"),
+    *("get", "getrange", "set", "exists", "unlink", "scan", "time", "copy"),
     *("hset", "hget", "hdel", "hlen", "hmget", "hgetall"),
     *("zadd", "zrange", "zscore", "zrem"),
     *("multi", "exec", "ping", "evalsha", "eval", "script|load", "script|exists"),
 ]
-READER_COMMANDS = ["get", "exists", "hget", "hmget", "hgetall", "multi", "exec", "ping"]
+READER_COMMANDS = [
+    *("get", "getrange", "exists", "hget", "hmget", "hgetall", "multi", "exec", "ping"),
+]
 
 
 def writer_rules(namespace: str) -> str:

@@ -17,7 +17,7 @@ from trainer.daemon.settings import (
     METRICS_PORT,
     TEST_MODE,
 )
-from trainer.options import Option, positive, seconds, seconds_or_zero, whole
+from trainer.options import Option, number, positive, seconds, seconds_or_zero, whole
 
 if TYPE_CHECKING:
     from store import Writer
@@ -41,6 +41,44 @@ OPTIONS = (
         seconds_or_zero,
         metavar="SECONDS",
     ),
+    Option(
+        "--compact-every",
+        10,
+        "delta versions between full ones (0: every version full); an untouched item's "
+        "popularity offset is at most this many checkpoints old",
+        whole,
+        check=(lambda n: n >= 0, "a whole number >= 0"),
+    ),
+    Option(
+        "--delta-share",
+        0.25,
+        "write a full version when the deltas since the last one hold more rows (holes "
+        "included) than this share of the table",
+        number,
+        check=(lambda x: 0 <= x <= 1, "a share between 0 and 1"),
+    ),
+    Option(
+        "--index",
+        "auto",
+        "approximate index published with each version (ivf needs faiss-cpu: the serving "
+        "extra); auto: ivf for 20,000 items or more when faiss is installed",
+        choices=("auto", "ivf", "none"),
+    ),
+    Option(
+        "--index-recall",
+        0.95,
+        "recall@100 against exact the writer tunes the index's nprobe for, on its own users",
+        number,
+        check=(lambda x: 0 < x <= 1, "a recall between 0 and 1"),
+    ),
+    Option(
+        "--top-n",
+        0,
+        "store each active user's top-N as JSON in the version (0: none)",
+        whole,
+        check=(lambda n: n >= 0, "a whole number >= 0"),
+    ),
+    Option("--top-n-exact", False, "compute top-N lists by exact scan even with an index"),
     METRICS_PORT,
     METRICS_HOST,
     Option("--parent-pid", None, "the trainer that started this writer", whole, hidden=True),
@@ -55,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from store import Writer
+    from store.draft import Settings
     from trainer.daemon.publish import publish_latest, watch
     from trainer.testing import faults
 
@@ -68,6 +107,14 @@ def run(a: argparse.Namespace) -> int:
         keep=a.keep,
         grace_s=a.grace,
         on_stage=on_stage,
+        settings=Settings(
+            compact_every=a.compact_every,
+            delta_share=a.delta_share,
+            index=a.index,
+            index_recall=a.index_recall,
+            top_n=a.top_n,
+            top_n_exact=a.top_n_exact,
+        ),
         **redis_options(a),
     )
     if a.watch:

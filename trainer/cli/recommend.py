@@ -22,6 +22,8 @@ OPTIONS = (
     Option("--context", "", 'context as JSON, e.g. {"device": "mobile"}'),
     Option("-k", 10, "how many items", positive),
     Option("--exclude", "", "comma-separated item ids to leave out"),
+    Option("--approximate", False, "from the version's approximate index, not an exact scan"),
+    Option("--precomputed", False, "the user's precomputed top-N list (publish --top-n)"),
     REDIS,
     *REDIS_TLS,
 )
@@ -43,12 +45,18 @@ def run(a: argparse.Namespace) -> int:
     reader = Reader.from_url(a.redis, namespace=a.namespace, **redis_options(a))
     exclude = [x for x in a.exclude.split(",") if x]
     recent = [x for x in a.recent.split(",") if x]
+    exact = not a.approximate
+    if a.precomputed:
+        if a.user is None:
+            raise ConfigError("--precomputed needs --user")
+        print(json.dumps(reader.top_n(a.user)))
+        return 0
     if a.user is not None:
         try:
-            print(json.dumps(reader.recommend(a.user, k=a.k, exclude=exclude)))
+            print(json.dumps(reader.recommend(a.user, k=a.k, exclude=exclude, exact=exact)))
             return 0
         except UnknownUser:
             if not recent and context is None:
                 raise
-    print(json.dumps(reader.recommend_for(recent, context, k=a.k, exclude=exclude)))
+    print(json.dumps(reader.recommend_for(recent, context, k=a.k, exclude=exclude, exact=exact)))
     return 0
