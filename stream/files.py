@@ -84,19 +84,13 @@ class FileSource:
     def poll(self, max_events: int, timeout_s: float = 0.0) -> Batch:
         """Read records until `max_events` are valid or the file ends; never waits."""
         events: list[Interaction] = []
-        append = events.append
-        take = self._events.next
         start, rejected = self._reader.consumed, self._events.rejected
-        while len(events) < max_events:
-            got = take()
-            if got is None:
-                if not self._at_end:
-                    self._log_end()
-                self._at_end = True
-                break
-            append(got[1])
-        else:
+        if self._events.fill(events, max_events):
             self._at_end = False
+        else:
+            if not self._at_end:
+                self._log_end()
+            self._at_end = True
         n = self._reader.consumed
         return Batch(events, {self.key: n} if n != start else {}, self._events.rejected - rejected)
 

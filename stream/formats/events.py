@@ -54,5 +54,28 @@ class EventReader:
                 continue
             return raw, event
 
+    def fill(self, events: list[Interaction], max_events: int) -> bool:
+        """Append valid events to `events` until it holds `max_events`; False if the end of
+        the log came first. (`next` one by one costs a call per event: 10-25% of a JSONL read.)"""
+        read, decode, append = self.reader.read, self._decode, events.append
+        to_json = self._mapper.to_json if self._mapper is not None else None
+        least = self._min_weight
+        while len(events) < max_events:
+            record = None
+            try:
+                record = read()
+                if record is None:
+                    return False
+                event = decode(record if to_json is None else to_json(record))
+            except InvalidEvent as e:
+                self.rejected += 1
+                self._dead_letter(e.reason, self.reader.letter(record))
+                continue
+            if event.weight < least:
+                self.dropped += 1
+                continue
+            append(event)
+        return True
+
     def close(self) -> None:
         self.reader.close()
