@@ -1,4 +1,5 @@
-"""Events in: the event format, sources (Kafka, JSONL logs), a synthetic stream with a truth.
+"""Events in: the event format, sources (Kafka, event logs in JSONL, CSV, TSV or Parquet), a
+synthetic stream with a truth.
 
 The Kafka names load kafka-python on first use, so importing `stream` for `Interaction` does
 not drag a Kafka client into the trainer's core.
@@ -7,9 +8,17 @@ not drag a Kafka client into the trainer's core.
 from typing import TYPE_CHECKING, Any
 
 from stream.broker import LocalBroker, tansu_path
-from stream.errors import InvalidEvent, SinkError, SourceError, StreamError, Unreachable
+from stream.errors import (
+    InvalidEvent,
+    MappingError,
+    SinkError,
+    SourceError,
+    StreamError,
+    Unreachable,
+)
 from stream.event import MAX_ID_BYTES, MAX_MESSAGE_BYTES, Decoder, Interaction, encode
 from stream.files import FileSource, iter_lines
+from stream.formats import FieldMap, LogFormat
 from stream.source import Batch, EventSource
 from stream.synthetic import World, generate, write_jsonl
 from stream.uri import SourceURI, parse_uri
@@ -48,6 +57,7 @@ __all__ = [
     "Batch",
     "Decoder",
     "EventSource",
+    "FieldMap",
     "FileSource",
     "Interaction",
     "InvalidEvent",
@@ -55,6 +65,8 @@ __all__ = [
     "KafkaSink",
     "KafkaSource",
     "LocalBroker",
+    "LogFormat",
+    "MappingError",
     "SinkError",
     "SourceError",
     "SourceURI",

@@ -198,6 +198,18 @@ def test_a_mapping_error_is_one_line_and_exit_2_before_connecting(tmp_path: Path
         assert time.monotonic() - started < 30  # no wait for the (absent) broker
 
 
+def test_train_refuses_a_mapping_that_does_not_fit_before_it_starts(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text(RATINGS)
+    proc = recstream(
+        "train", "--source", f"file://{tmp_path / 'r.csv'}", "--checkpoint-dir",
+        str(tmp_path / "ckpt"), "--map", "user=userId,item=movie,ts=timestamp:s",
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("recstream train: column 'movie' is not in the header of r.csv")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "ckpt").exists()
+
+
 def test_the_mapping_is_one_toml_table_shared_by_replay_and_train(tmp_path: Path) -> None:
     from trainer.cli.flags import log_format
     from trainer.cli.main import build_parser

@@ -69,10 +69,10 @@ def check_log(s: TrainSettings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    s = settings(args)
+    check_log(s)  # before loading torch: a bad mapping is refused in well under a second
     from trainer.daemon.loop import Trainer
 
-    s = settings(args)
-    check_log(s)
     log.info(
         "train: source %s, group %s, checkpoints in %s every %.0f s, redis %s, namespace %s",
         s.source,
