@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from stream.columns import Columns
 from stream.event import Interaction
 
 
@@ -19,12 +20,23 @@ class Batch:
     """Valid events plus where the source stands after them.
 
     `offsets` covers every partition or file this batch advanced, through valid and
-    rejected records alike; `rejected` counts the records sent to the dead-letter sink.
+    rejected records alike; `rejected` counts the records sent to the dead-letter sink. The
+    events come as objects (`events`) or, from a source in another process, as `columns`;
+    `as_columns()` gives columns either way.
     """
 
     events: list[Interaction] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
     rejected: int = 0
+    columns: Columns | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        """Valid events in the batch."""
+        return len(self.columns) if self.columns is not None else len(self.events)
+
+    def as_columns(self) -> Columns:
+        return self.columns if self.columns is not None else Columns.of(self.events)
 
 
 @runtime_checkable

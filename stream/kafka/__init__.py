@@ -20,6 +20,13 @@ from stream.kafka.settings import TOPIC_MAX_MESSAGE_BYTES, KafkaSettings, key_of
 from stream.kafka.sink import KafkaDeadLetter, KafkaSink
 from stream.kafka.source import KafkaSource
 
+
+def build_source(settings: dict, topic: str, group: str, **kwargs) -> KafkaSource:  # type: ignore[type-arg]
+    """A `KafkaSource` from `KafkaSettings.plain()` values: how a source process
+    (`stream.process.ProcessSource`) makes one."""
+    return KafkaSource(KafkaSettings.from_plain(settings), topic, group, **kwargs)
+
+
 __all__ = [
     "TOPIC_MAX_MESSAGE_BYTES",
     "EndOffsets",
@@ -27,6 +34,7 @@ __all__ = [
     "KafkaSettings",
     "KafkaSink",
     "KafkaSource",
+    "build_source",
     "ensure_topic",
     "key_of",
     "offsets_for_time",

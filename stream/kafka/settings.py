@@ -43,6 +43,16 @@ class KafkaSettings:
     close_timeout_ms: int = 5_000  # leaving the group on close waits no longer
     client_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
+    def plain(self) -> dict[str, Any]:
+        """These settings as plain values (they pickle: for a source in another process)."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        return {**values, "client_options": dict(self.client_options)}
+
+    @classmethod
+    def from_plain(cls, values: dict[str, Any]) -> KafkaSettings:
+        options = MappingProxyType(dict(values.get("client_options", {})))
+        return cls(**{**values, "client_options": options})
+
     def config(self, client: type, **fixed: Any) -> dict[str, Any]:
         """Keyword arguments for `client`: `fixed`, then the `client_options` it knows."""
         known = client.DEFAULT_CONFIG  # type: ignore[attr-defined]

@@ -124,7 +124,7 @@ class Learner:
         gone = np.concatenate([freed_items, fresh_items])
         m.items.reset(torch.from_numpy(fresh_items))
         m.item_bias.reset(torch.from_numpy(fresh_items))
-        for counts in (self.counts, *self.prior_counts, self.in_batch):
+        for counts in (self.counts, *self.prior_counts, self.in_batch.counts):
             counts.clear(gone)
         self.sampler.update(gone)
         self.item_features.reset(gone)

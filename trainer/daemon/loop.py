@@ -199,10 +199,10 @@ class Trainer:
             # learn this batch on the learner thread while the next one is fetched and decoded
             previous = self._learn_in_background(batch)
             now = time.monotonic()
-            if batch.events or batch.rejected or not source.ready():
+            if batch.count or batch.rejected or not source.ready():
                 last_event = now
                 loss = previous if previous is not None else loss
-                bar.update(len(batch.events))
+                bar.update(batch.count)
                 bar.set_postfix(loss=f"{loss:.3f}", rejected=applied.rejected, refresh=False)
             elif (
                 self.s.stop_when_idle_s is not None and now - last_event >= self.s.stop_when_idle_s
@@ -257,7 +257,7 @@ class Trainer:
         """Hand `batch` to the learner thread, after the previous one is learned; returns the
         previous batch's loss."""
         previous = self._wait_learning()
-        if batch.events or batch.rejected or batch.offsets:
+        if batch.count or batch.rejected or batch.offsets:
             self.progress.turn("training")
             self._learning = self._learner_thread.submit(self._apply, batch)
         return previous
@@ -272,13 +272,17 @@ class Trainer:
         applied = self.applied
         assert applied is not None
         loss = None
-        if batch.events:
+        n = batch.count
+        if n:
             self.hooks.hit("slow-step")
-            stats = applied.learner.learn(EventColumns.from_events(batch.events))
+            cols = batch.as_columns()
+            stats = applied.learner.learn(
+                EventColumns(cols.users, cols.items, cols.ts, cols.weights, cols.contexts)
+            )
             loss = stats.loss
-            self.hooks.applied(e.event_id for e in batch.events)
-            applied.since_checkpoint += len(batch.events)
-            self.metrics.trained.inc(len(batch.events))
+            self.hooks.applied(cols.event_ids or [None] * n)
+            applied.since_checkpoint += n
+            self.metrics.trained.inc(n)
             self.metrics.applied.set(applied.learner.events_applied)
             self.metrics.loss.set(loss)
             self._progressive(applied.learner)
@@ -286,10 +290,10 @@ class Trainer:
         moved = any(applied.offsets.get(k) != v for k, v in batch.offsets.items())
         if moved:
             self.progress.advanced()
-        if batch.events or batch.rejected or moved:
+        if n or batch.rejected or moved:
             applied.offsets.update(batch.offsets)
             applied.rejected += batch.rejected
-            self.metrics.consumed.inc(len(batch.events) + batch.rejected)
+            self.metrics.consumed.inc(n + batch.rejected)
             self.metrics.rejected.inc(batch.rejected)
             applied.dirty = True
         return loss

@@ -107,6 +107,12 @@ class TrainSettings:
     threads: int = Option(
         "--threads", 1, "torch intra-op threads; 1 is often fastest on 2 cores", positive
     ).field()
+    source_process: bool = Option(
+        "--no-source-process",
+        True,
+        "read and decode Kafka records in this process instead of a process of their own "
+        "(which keeps fetching and decoding off the learner's interpreter lock)",
+    ).field()
     partitions: int = Option(
         "--partitions",
         TOPIC_PARTITIONS,

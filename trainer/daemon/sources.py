@@ -7,11 +7,12 @@ A Kafka source waits for its broker first (`--connect-timeout`): a trainer may s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stream import Batch, EventSource, parse_uri
 from trainer.daemon.settings import TrainSettings
@@ -70,15 +71,20 @@ def open_source(
     if s.from_time_ms is not None and not offsets:
         offsets = offsets_for_time(ks, uri.topic, s.from_time_ms)
         log.info("--from-time: starting at offsets %s", offsets)
-    kafka = KafkaSource(
-        ks,
-        uri.topic,
-        s.group,
-        start_offsets=offsets,
-        on_revoke=on_revoke,
-        dead_letter_topic=f"{uri.topic}.dlq",
-        trust_committed=not resuming,
-    )
+    options: dict[str, Any] = {
+        "start_offsets": offsets,
+        "dead_letter_topic": f"{uri.topic}.dlq",
+        "trust_committed": not resuming,
+    }
+    kafka: EventSource
+    if s.source_process:  # fetching and decoding in a process of their own
+        from stream.kafka import build_source
+        from stream.process import ProcessSource
+
+        build = functools.partial(build_source, ks.plain(), uri.topic, s.group, **options)
+        kafka = ProcessSource(build, (), s.batch_size, s.poll_timeout_s, on_revoke=on_revoke)
+    else:
+        kafka = KafkaSource(ks, uri.topic, s.group, on_revoke=on_revoke, **options)
     return Opened(kafka, offsets, EndOffsets(ks, uri.topic))
 
 

@@ -92,6 +92,6 @@ def _array(a: np.ndarray | torch.Tensor) -> np.ndarray:
 def _chunks(head: bytes, views: dict[str, np.ndarray]):  # type: ignore[no-untyped-def]
     yield head
     for a in views.values():
-        flat = memoryview(a.reshape(-1).view(np.uint8))
+        flat = memoryview(a.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
         for lo in range(0, len(flat), _CHUNK):
             yield flat[lo : lo + _CHUNK]
