@@ -99,6 +99,10 @@ class Copy:
             self.lists[part.slots] = part.lists
         if self.ivf is not None and part.lists is not None:
             self.ivf.add(part.vectors, part.lists, part.slots)
+            live = part.slots if not len(part.removed) else np.setdiff1d(part.slots, part.removed)
+            gone = np.setdiff1d(part.removed, part.slots)
+            self.ivf.head = np.setdiff1d(self.ivf.head, gone)
+            self.ivf.set_head(t.matrix, np.union1d(self.ivf.head, live), changed=live)
         self.meta = part.meta
 
 
@@ -119,6 +123,7 @@ def load(client: redis.Redis, layout: Layout, meta: Meta) -> Copy:
         live = np.flatnonzero(copy.lists[: len(table.ids)] >= 0)
         copy.ivf = IVF(part.centroids)
         copy.ivf.add(table.matrix[live], copy.lists[live], live)
+        copy.ivf.set_head(table.matrix, live)
     copy.meta = meta
     log.info(
         "loaded version %d of %s (%d deltas): %d items x %d in %.2f s",

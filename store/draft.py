@@ -200,9 +200,7 @@ def _index(d: Draft, prior: Published | None, s: Settings) -> None:
     reuse = prior is not None and prior.centroids is not None and prior.dim == snap.dim
     if reuse:
         assert prior is not None and prior.centroids is not None and prior.lists is not None
-        known = np.fromiter(
-            (prior.slots.slot_of.get(i, -1) for i in snap.item_ids), np.int64, len(snap.item_ids)
-        )
+        known = prior.slots.slots_of(snap.item_ids)
         stale = known < 0
         if snap.item_stamps is not None:
             stale |= snap.item_stamps > prior.stamp
@@ -226,6 +224,7 @@ def _calibrate(d: Draft, queries: np.ndarray, s: Settings) -> tuple[int, float]:
     assert d.centroids is not None and d.lists is not None
     d.index = ivf.IVF(d.centroids)
     d.index.add(d.vectors, d.lists, d.slots)
+    d.index.set_head(d.vectors, d.slots)
     return ivf.calibrate(d.index, d.vectors, queries, s.index_recall)
 
 

@@ -30,10 +30,12 @@ def lists(copy: Copy, users: np.ndarray, n: int, exact: bool) -> Iterator[bytes]
     `exact`, else by a batched exact scan."""
     table = copy.table
     if copy.ivf is not None and not exact:
-        holes = table.holes if len(table.holes) else None
-        for q in users:
-            rows, scores = copy.ivf.top_k(table.matrix, q, n, copy.meta.nprobe, holes)
-            yield encode(table.answer(rows, scores))
+        for lo in range(0, len(users), 1024):
+            found = copy.ivf.top_k_many(
+                table.matrix, users[lo : lo + 1024], n, copy.meta.nprobe, table.holes
+            )
+            for rows, scores in found:
+                yield encode(table.answer(rows, scores))
         return
     for lo in range(0, len(users), _BATCH):
         scores = users[lo : lo + _BATCH] @ table.matrix.T

@@ -39,7 +39,7 @@ from trainer.daemon.allocator import keep_freed_memory
 from trainer.daemon.checkpointing import Applied, Checkpointer
 from trainer.daemon.hooks import hooks_for
 from trainer.daemon.lock import DirectoryLock
-from trainer.daemon.metrics import MetricsServer, TrainerMetrics
+from trainer.daemon.metrics import MetricsServer, TotalLag, TrainerMetrics
 from trainer.daemon.publish import read_published
 from trainer.daemon.settings import TrainSettings
 from trainer.daemon.sources import open_source
@@ -70,6 +70,7 @@ class Trainer:
         self.elapsed_s = 1e-9
         self._figures_at = 0.0
         self._writer: WriterProcess | None = None
+        self._lag = TotalLag(self.metrics)  # the total lag, from the watchdog's end offsets
         self._server: MetricsServer | None = None
         # one learner thread: a batch is learned while the next is fetched (the GIL is
         # released in torch's kernels, so fetching, decoding and learning overlap)
@@ -180,8 +181,22 @@ class Trainer:
                 self.s.stall_after_s,
                 end_offsets=opened.end_offsets,
                 on_change=self.metrics.stalled.set,
+                on_ends=self._total_lag,
             )
         return opened.source
+
+    def _total_lag(self, ends: dict[str, int]) -> None:
+        """On the watchdog's thread: the total lag from the end offsets it read, or unknown
+        from losing every partition until the rejoin (never a stale figure)."""
+        source, applied = self.source, self.applied
+        try:
+            ready = source is not None and source.ready()
+            assigned = getattr(source, "assigned", None)
+            owned = set(assigned()) if ready and callable(assigned) else None
+            positions = dict(applied.offsets) if applied is not None else {}
+        except RuntimeError:  # the poll thread changed the assignment meanwhile: next time
+            return
+        self._lag.update(ends, ready, owned, positions)
 
     # ---- the loop (poll thread) ------------------------------------------------------------
     def _loop(self, source: EventSource, applied: Applied) -> None:
@@ -249,7 +264,10 @@ class Trainer:
         self.metrics.poll_gap.set(gap)
         if poll_gap_alarm(gap, self.s.max_poll_interval_ms):
             self.metrics.poll_interval_exceeded.inc()
-        self.metrics.set_lag(source.lag())
+        lag = source.lag()
+        self.metrics.set_lag(lag)
+        if not self.watchdog.reads_ends:  # no client of its own (a file): the source's figure
+            self.metrics.set_total_lag(sum(lag.values()) if lag else None)
         assigned = getattr(source, "assigned", None)  # Kafka only; a file is one partition
         self.metrics.partitions.set(len(assigned()) if callable(assigned) else 1)
 

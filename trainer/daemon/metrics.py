@@ -30,6 +30,36 @@ log = logging.getLogger(__name__)
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 
 
+def total_lag(ends: dict[str, int], positions: dict[str, int], owned: set[str]) -> int:
+    """Records past the trainer's positions over the `owned` partitions (a partition it has no
+    position for counts from offset 0).
+
+    >>> total_lag({"t:0": 10, "t:1": 5}, {"t:0": 4}, {"t:0", "t:1"})
+    11
+    """
+    return sum(max(0, end - positions.get(key, 0)) for key, end in ends.items() if key in owned)
+
+
+class TotalLag:
+    """Feeds `recstream_topic_lag_events` from end offsets read on the watchdog's thread: over
+    the owned partitions; over all before the first assignment (the checkpoint's positions);
+    unknown from losing every partition (a kick-out) until the rejoin, never a stale figure."""
+
+    def __init__(self, metrics: TrainerMetrics) -> None:
+        self.metrics = metrics
+        self.was_ready = False
+
+    def update(
+        self, ends: dict[str, int], ready: bool, owned: set[str] | None, positions: dict[str, int]
+    ) -> None:
+        self.was_ready = self.was_ready or ready
+        if self.was_ready and not ready:
+            self.metrics.set_total_lag(None)
+            return
+        scope = owned if ready and owned is not None else set(ends)
+        self.metrics.set_total_lag(total_lag(ends, positions, scope))
+
+
 class TrainerMetrics:
     """The trainer's metrics, in a registry of their own."""
 
@@ -51,10 +81,24 @@ class TrainerMetrics:
         )
         self.lag = Gauge(
             "recstream_lag_events",
-            "High watermark minus the trainer's next offset, per partition",
+            "High watermark minus the trainer's next offset, per owned partition",
             ["partition"],
             registry=r,
         )
+        self.total_lag = Gauge(
+            "recstream_topic_lag_events",
+            "The topic's end offsets (read with a client of its own) minus the trainer's "
+            "positions, over the partitions it owns (all of them before its first assignment); "
+            "NaN while unknown (see recstream_lag_known)",
+            registry=r,
+        )
+        self.lag_known = Gauge(
+            "recstream_lag_known",
+            "1 while the total lag is known; 0 before the first reading and between losing "
+            "every partition (kicked out of the group) and the rejoin",
+            registry=r,
+        )
+        self.set_total_lag(None)
         self.loss = Gauge("recstream_loss", "Training loss of the last batch", registry=r)
         self.recall = Gauge(
             "recstream_progressive_recall",
@@ -123,6 +167,11 @@ class TrainerMetrics:
         for key, value in lag.items():
             self.lag.labels(key).set(value)
         self._lag_keys = set(lag)
+
+    def set_total_lag(self, total: int | None) -> None:
+        """The total lag, or None: unknown (NaN and recstream_lag_known 0), never a stale 0."""
+        self.total_lag.set(math.nan if total is None else total)
+        self.lag_known.set(0 if total is None else 1)
 
     def set_figures(self, figures: dict[str, Any]) -> None:
         """Progressive figures as the learner reports them: ``recall@K`` → the recall gauge."""

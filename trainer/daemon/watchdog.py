@@ -45,17 +45,24 @@ class Watchdog:
         end_offsets: Callable[[], dict[str, int]] | None = None,
         interval_s: float | None = None,
         on_change: Callable[[bool], None] | None = None,
+        on_ends: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self.progress = progress
         self.stall_after_s = stall_after_s
         self.interval_s = interval_s or max(0.2, min(5.0, stall_after_s / 4))
         self._end_offsets = end_offsets
         self._on_change = on_change
+        self._on_ends = on_ends  # each reading of the end offsets (the total lag gauge)
         self._ends: deque[tuple[float, int]] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stalled = False
         self.reason = ""
+
+    @property
+    def reads_ends(self) -> bool:
+        """Whether it reads the log's end offsets (a Kafka source) with a client of its own."""
+        return self._end_offsets is not None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="recstream-watchdog", daemon=True)
@@ -71,11 +78,13 @@ class Watchdog:
             close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while True:  # a first look at once: the end offsets (lag) are known from the start
             try:
                 self.check()
             except Exception:  # the watchdog must outlive anything it watches
                 log.exception("watchdog check failed")
+            if self._stop.wait(self.interval_s):
+                return
 
     def check(self, now: float | None = None) -> bool:
         """One look; returns whether training is stalled now."""
@@ -108,10 +117,13 @@ class Watchdog:
         """Records added to the log over the last `stall_after_s` (0 if unknown)."""
         assert self._end_offsets is not None
         try:
-            total = sum(self._end_offsets().values())
+            ends = self._end_offsets()
+            total = sum(ends.values())
         except Exception as e:  # the broker may be away: no sample, no verdict from it
             log.debug("watchdog: no end offsets: %s", e)
             return 0
+        if self._on_ends is not None:
+            self._on_ends(ends)
         self._ends.append((now, total))
         while len(self._ends) > 1 and now - self._ends[1][0] >= self.stall_after_s:
             self._ends.popleft()
