@@ -81,33 +81,47 @@ def write_version(
     if d.full and d.centroids is not None:
         pipe.set(L.centroids(v), np.ascontiguousarray(d.centroids, "<f4").tobytes())
     pipe.execute()
-    rows = [str(r) for r in range(len(d.ids))]
-    jobs: list[tuple[str, list[str], Sequence[bytes | str]]] = [
-        (L.item(v), [*d.ids, *d.removed_ids], [*rows, *[""] * len(d.removed_ids)])
+    # Jobs make their fields when they run: 10M ids' rows as text are ~1 GB of small objects
+    jobs: list[Job] = [
+        (
+            L.item(v),
+            lo,
+            lambda lo, hi: (d.ids[lo:hi], list(map(str, range(lo, min(hi, len(d.ids)))))),
+        )
+        for lo in range(0, len(d.ids), _JOB_FIELDS)
     ]
+    jobs += _fixed(L.item(v), d.removed_ids, [""] * len(d.removed_ids))
     changed = None if users is None else users.changed
     user_rows = np.arange(len(snap.user_ids)) if changed is None else changed
     if users is not None:
         client.copy(L.user(users.version), L.user(v), replace=True)
-    jobs.append(_user_job(L.user(v), snap.user_ids, snap.user_vectors, user_rows))
+    jobs += _fixed(*_user_job(L.user(v), snap.user_ids, snap.user_vectors, user_rows))
     if top_n and lists is not None:
         carry = users is not None and users.top_n == top_n
         if carry:
             assert users is not None
             client.copy(L.topn(users.version), L.topn(v), replace=True)
         pick = user_rows if carry else np.arange(len(snap.user_ids))
-        jobs.append((L.topn(v), [snap.user_ids[r] for r in pick.tolist()], list(lists(pick))))
-    work = [
-        (key, ids[lo : lo + _JOB_FIELDS], values[lo : lo + _JOB_FIELDS])
-        for key, ids, values in jobs
-        for lo in range(0, len(ids), _JOB_FIELDS)
-    ]
+        jobs += _fixed(L.topn(v), [snap.user_ids[r] for r in pick.tolist()], list(lists(pick)))
     with ThreadPoolExecutor(2, thread_name_prefix="store-writer") as pool:
-        for _ in pool.map(lambda job: _hset(client, *job), work):
+        for _ in pool.map(
+            lambda job: _hset(client, job[0], *job[2](job[1], job[1] + _JOB_FIELDS)), jobs
+        ):
             pass
     meta = _meta(d, chunk_rows, len(chunks["ids"]), users, top_n, now_ms)
     stage("written")
     client.hset(L.meta(v), items=[x for kv in meta.items() for x in kv])  # last: "all written"
+
+
+Job = tuple[str, int, Callable[[int, int], tuple[list[str], Sequence[bytes | str]]]]
+
+
+def _fixed(key: str, ids: list[str], values: Sequence[bytes | str]) -> list[Job]:
+    """Jobs of `_JOB_FIELDS` fields over lists made already."""
+    return [
+        (key, lo, lambda lo, hi: (ids[lo:hi], values[lo:hi]))
+        for lo in range(0, len(ids), _JOB_FIELDS)
+    ]
 
 
 def _user_job(

@@ -7,6 +7,7 @@ hashes by their sizes and a sample of values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,17 +55,18 @@ def _hashes(client: redis.Redis, layout: Layout, d: Draft, users: UserBase | Non
     snap, v = d.snap, d.snap.version
     rng = np.random.default_rng(v)
     item_ids = [*d.ids, *d.removed_ids]
-    item_values = [str(r).encode() for r in range(len(d.ids))] + [b""] * len(d.removed_ids)
+    n_rows = len(d.ids)
     user_rows = np.arange(len(snap.user_ids)) if users is None else users.changed
     user_ids = [snap.user_ids[r] for r in user_rows.tolist()]
-    user_values = [snap.user_vectors[r].tobytes() for r in user_rows.tolist()]
-    checks = [
-        (layout.item(v), item_ids, item_values, len(item_ids)),
-        (layout.user(v), user_ids, user_values, None if users else len(snap.user_ids)),
-    ]
+    vectors = snap.user_vectors
+    checks: list[tuple[str, list[str], Callable[[int], bytes], int | None]] = [
+        (layout.item(v), item_ids, lambda r: str(r).encode() if r < n_rows else b"", len(item_ids)),
+        (layout.user(v), user_ids, lambda r: vectors[user_rows[r]].tobytes(),
+         None if users else len(snap.user_ids)),
+    ]  # fmt: skip
     pipe = client.pipeline(transaction=False)
     samples = []
-    for key, ids, _values, _ in checks:
+    for key, ids, _value, _ in checks:
         n = len(ids)
         rows = sorted({0, n - 1, *rng.integers(0, n, _SAMPLE).tolist()}) if n else []
         samples.append(rows)
@@ -72,14 +74,14 @@ def _hashes(client: redis.Redis, layout: Layout, d: Draft, users: UserBase | Non
         pipe.hmget(key, [ids[r] for r in rows] or ["-"])  # HMGET needs a field
     replies = pipe.execute()
     problems = []
-    for (key, ids, values, expected), rows, n, blobs in zip(
+    for (key, ids, value, expected), rows, n, blobs in zip(
         checks, samples, replies[0::2], replies[1::2], strict=True
     ):
         if expected is not None and n != expected:
             problems.append(f"{key} has {n} fields, expected {expected}")
         elif expected is None and n < len(snap.user_ids):  # copied users + rewritten ones
             problems.append(f"{key} has {n} fields, fewer than the {len(snap.user_ids)} users")
-        bad = [ids[r] for r, b in zip(rows, blobs, strict=False) if b != values[r]]
+        bad = [ids[r] for r, b in zip(rows, blobs, strict=False) if b != value(r)]
         if bad:
             problems.append(f"{key} differs from the snapshot at {bad[:3]!r}")
     return problems
