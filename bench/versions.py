@@ -93,7 +93,8 @@ def measure(
         stack.callback(admin.close)
         memory = Memory(admin)
         memory.start()
-        stack.callback(lambda: (memory.stop.set(), memory.join()))
+        stack.callback(memory.join)  # after the stop just below (callbacks run last first)
+        stack.callback(memory.stop.set)
         ns = f"bench-versions-{n}"
         say(f"{n:,} items: building the catalogue")
         items, people = world(n, users, seed)

@@ -27,7 +27,8 @@ from store.cache import Cache, Copy, load
 from store.errors import NoVersion, StoreError, UnknownUser, Unreachable
 from store.layout import DEFAULT_NAMESPACE, Layout
 from store.loading import Meta, Vanished, read_meta
-from store.table import Table, as_id, check_k
+from store.lookup import item_vectors, top_k
+from store.table import Table, as_id
 from store.tower import QueryTower
 
 log = logging.getLogger(__name__)
@@ -203,33 +204,7 @@ class Reader:
         return meta
 
     def _item_vectors(self, v: int, ids: list[str]) -> dict[str, np.ndarray]:
-        """Each id's row in the first version of the chain that names it, then its bytes."""
-        if not ids:
-            return {}
-        meta, L = self._meta(v), self.layout
-        pipe = self.client.pipeline(transaction=False)
-        for c in meta.chain:
-            pipe.hmget(L.item(c), ids)
-        found: dict[str, tuple[int, int]] = {}
-        for c, rows in zip(meta.chain, pipe.execute(), strict=True):
-            for i, row in zip(ids, rows, strict=True):
-                if row is not None and i not in found:
-                    if row and not row.isdigit():
-                        raise StoreError(f"{L.item(c)}[{i!r}] is not a row number: republish")
-                    found[i] = (c, int(row) if row else -1)
-        width, R = 4 * meta.dim, meta.chunk_rows
-        live = [(i, c, r) for i, (c, r) in found.items() if r >= 0]
-        pipe = self.client.pipeline(transaction=True)
-        for _, c, r in live:
-            pipe.getrange(L.matrix(c, r // R), (r % R) * width, (r % R + 1) * width - 1)
-        pipe.exists(L.meta(v))
-        *blobs, alive = pipe.execute()
-        if not alive:
-            raise Vanished(v)
-        return {
-            i: decode_vector(b, meta.dim, f"{L.matrix(c, r // R)}[row {r}]")
-            for (i, c, r), b in zip(live, blobs, strict=True)
-        }
+        return item_vectors(self.client, self.layout, self._meta(v), ids)
 
     def _at_current(self, read: Callable[[int], T]) -> T:
         version = self.version()
@@ -267,23 +242,6 @@ class Reader:
             for i, b in zip(ids, blobs, strict=True)
             if b is not None
         }
-
-
-def top_k(copy: Copy, vector: np.ndarray, k: int, exclude: list[str | int], exact: bool) -> Recs:
-    """Exact top-k from the copy's table, or approximate from its index."""
-    table = copy.table
-    if exact:
-        return table.top_k(vector, k, exclude)
-    if copy.ivf is None:
-        raise StoreError(
-            f"version {copy.version} has no approximate index (published with --index none, "
-            "too few items for --index auto, or without faiss-cpu): use exact=True"
-        )
-    check_k(k)
-    q = table.query(vector)
-    masked = np.asarray(table.excluded_rows(exclude), np.int64) if exclude else None
-    rows, scores = copy.ivf.top_k(table.matrix, q, int(k), copy.meta.nprobe, masked)
-    return table.answer(rows, scores)
 
 
 def load_table(client: redis.Redis, layout: Layout, version: int) -> Table:

@@ -16,7 +16,10 @@ import msgspec
 import numpy as np
 
 from store.cache import Copy
-from store.table import top_rows
+from store.draft import Draft
+from store.layout import chunk_bounds
+from store.loading import Meta, Part
+from store.table import Table, top_rows
 
 _BATCH = 32  # users scored per matrix product (32 x 1M float32 = 128 MB of scores)
 
@@ -48,3 +51,29 @@ def lists(copy: Copy, users: np.ndarray, n: int, exact: bool) -> Iterator[bytes]
             best = top_rows(row, min(n, len(row)))
             best = best[row[best] > -np.inf]
             yield encode(table.answer(best, row[best]))
+
+
+def moved(copy: Copy | None, d: Draft, chunk_rows: int) -> Copy:
+    """The writer's copy of the table moved to the draft's version: a new one for a full
+    version (or without one), else the delta applied in place, as a reader does."""
+    snap = d.snap
+    meta = Meta(
+        version=snap.version,
+        dim=snap.dim,
+        slots=d.size,
+        rows=len(d.ids),
+        chunk_rows=chunk_rows,
+        chunks=len(chunk_bounds(len(d.ids), chunk_rows)),
+        chain=d.chain,
+        index="ivf" if d.lists is not None else "",
+        nprobe=d.nprobe,
+        fields={},
+    )
+    if copy is not None and not d.full:
+        copy.apply(Part(meta, d.vectors, d.ids, d.slots, d.lists, d.removed, None))
+        return copy
+    buffer = np.empty((d.size + d.size // 16 + 1024, snap.dim), np.float32)
+    buffer[: d.size] = d.vectors
+    table = Table(snap.version, list(d.ids), buffer[: d.size])
+    table._buffer = buffer
+    return Copy(table, meta, None if d.lists is None else d.lists.copy(), d.index)

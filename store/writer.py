@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, NamedTuple, cast
 
@@ -27,13 +26,13 @@ from store import topn
 from store.cache import Copy
 from store.draft import Draft, Published, Settings, draft
 from store.errors import PublishError
-from store.layout import FORMAT, Layout, chunk_bounds
-from store.loading import Meta, Part, parse_meta
+from store.layout import FORMAT, Layout
+from store.loading import parse_meta
 from store.put import UserBase, write_version
 from store.reader import check_client, decode_hash, redis_errors, where
-from store.retention import GRACE_S, KEEP, expired
+from store.retention import GRACE_S, KEEP
 from store.snapshot import Snapshot
-from store.table import Table
+from store.sweep import data_keys, sweep
 from store.verify import differences
 
 log = logging.getLogger(__name__)
@@ -299,34 +298,11 @@ class Writer:
         )
 
     def _lists(self, d: Draft, chunk_rows: int) -> Callable[[np.ndarray], list[bytes]]:
-        """Moves this writer's copy of the table to the draft's version (a new copy for a full
-        version); returns a function giving the top-N lists of snapshot users on it."""
-        snap = d.snap
-        meta = Meta(
-            version=snap.version,
-            dim=snap.dim,
-            slots=d.size,
-            rows=len(d.ids),
-            chunk_rows=chunk_rows,
-            chunks=len(chunk_bounds(len(d.ids), chunk_rows)),
-            chain=d.chain,
-            index="ivf" if d.lists is not None else "",
-            nprobe=d.nprobe,
-            fields={},
-        )
-        copy = self._copy
-        if d.full or copy is None:
-            buffer = np.empty((d.size + d.size // 16 + 1024, snap.dim), np.float32)
-            buffer[: d.size] = d.vectors
-            table = Table(snap.version, list(d.ids), buffer[: d.size])
-            table._buffer = buffer
-            lists = None if d.lists is None else d.lists.copy()
-            copy = Copy(table, meta, lists, d.index)
-        else:
-            copy.apply(Part(meta, d.vectors, d.ids, d.slots, d.lists, d.removed, None))
-        self._copy = copy
-        n, exact = self.settings.top_n, self.settings.top_n_exact
-        return lambda rows: list(topn.lists(copy, snap.user_vectors[rows], n, exact))
+        """Moves this writer's copy of the table to the draft's version; returns a function
+        giving the top-N lists of snapshot users on it."""
+        copy = self._copy = topn.moved(self._copy, d, chunk_rows)
+        n, exact, users = self.settings.top_n, self.settings.top_n_exact, d.snap.user_vectors
+        return lambda rows: list(topn.lists(copy, users[rows], n, exact))
 
     def _verify(self, d: Draft, existing: _Existing, users: UserBase | None) -> None:
         """Read the version back; PublishError on any difference from the draft."""
@@ -341,53 +317,10 @@ class Writer:
             )
 
     def _cleanup(self) -> None:
-        """Delete the versions `retention.expired` names (see there for the rules)."""
-        L = self.layout
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(L.current)
-        pipe.zrange(L.versions, 0, -1)
-        pipe.hgetall(L.retired)
-        pipe.time()
-        current, members, retired, (sec, usec) = pipe.execute()
-        keys = self._data_keys()
-        pipe = self.client.pipeline(transaction=False)
-        versions = sorted(keys)
-        for version in versions:
-            pipe.hget(L.meta(version), "chain")
-        chains = {
-            v: [int(c) for c in chain.split(b",")]
-            for v, chain in zip(versions, pipe.execute(), strict=True)
-            if chain
-        }
-        doomed = expired(
-            recorded={int(m) for m in members},
-            retired={int(k): int(t) for k, t in retired.items()},
-            current=None if current is None else int(current),
-            present=set(keys),
-            keep=self.keep,
-            grace_ms=self.grace_s * 1000,
-            now_ms=sec * 1000 + usec // 1000,
-            chains=chains,
-        )
-        for version in doomed:
-            victims = sorted(set(keys.get(version, [])), key=lambda k: k != L.meta(version))
-            pipe = self.client.pipeline(transaction=False)
-            if victims:
-                pipe.unlink(*victims)  # one command: a reader sees all of the version or none
-            pipe.zrem(L.versions, version)
-            pipe.hdel(L.retired, version)
-            pipe.execute()
-            log.info("%s: deleted version %d (%d keys)", L.namespace, version, len(victims))
+        sweep(self.client, self.layout, self.keep, self.grace_s)
 
     def _data_keys(self) -> dict[int, list[str]]:
-        """Every data key of the namespace, by version (one SCAN of the keyspace)."""
-        keys: dict[int, list[str]] = defaultdict(list)
-        for raw in self.client.scan_iter(match=self.layout.data_pattern, count=1000):
-            key = raw.decode()
-            version = self.layout.version_of(key)
-            if version is not None:
-                keys[version].append(key)
-        return keys
+        return data_keys(self.client, self.layout)
 
 
 class _Existing(NamedTuple):
