@@ -37,10 +37,12 @@ class QueryTower:
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # context{k}, layer{k}.w/.b
     layers: int = 1
     history_decay: float = 1.0  # weight of an item per step back in time (1: a plain mean)
+    activity: bool = False  # the trainer's activity features follow the numeric context
 
     def query(self, recent: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
         """[ψ, 1] for a user with item vectors `recent` (m, dim+1 or dim), oldest first."""
         ctx = context or {}
+        count = len(recent)  # the user's items so far, for the activity features
         parts = [np.zeros(self.dim, np.float32)]
         recent = recent[-self.history :, : self.dim] if self.history else recent[:0, : self.dim]
         if len(recent):
@@ -65,6 +67,8 @@ class QueryTower:
             )
             z = (float(value) - spec["mean"]) / spec["std"] if ok else 0.0  # type: ignore[arg-type]
             nums.append(min(max(z, -5.0), 5.0))
+        if self.activity:  # no known gap (0, 0), then log(1 + items so far), as trained
+            nums += [0.0, 0.0, float(np.log1p(count))]
         x = np.concatenate([*parts, np.array(nums, np.float32)]).astype(np.float32)
         for k in range(self.layers):
             x = self.weights[f"layer{k}.weight"] @ x + self.weights[f"layer{k}.bias"]
@@ -80,6 +84,7 @@ class QueryTower:
             "numeric": self.numeric,
             "layers": self.layers,
             "history_decay": self.history_decay,
+            "activity": self.activity,
         }
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.weights.items()}
         return save(arrays, metadata={SPEC_KEY: json.dumps(spec)})

@@ -84,9 +84,9 @@ def test_negatives_then_gravity_stop_folding():
         groups = np.array([-1 if i is None else world.item_cluster(i) for i in learner.items.ids()])
         return folding_rate(groups[top], [{world.user_cluster(int(u))} for u in users])
 
-    plain = {"history": 0, "popularity_prior": 0.0}
-    none = rate(_train(batches, "none", **plain))
-    sampled = rate(_train(batches, "uniform:2", **plain))
+    plain = {"history": 0, "popularity_prior": 0.0, "activity_features": False}
+    none = rate(_train(batches, "none", gravity=0.0, **plain))
+    sampled = rate(_train(batches, "uniform:2", gravity=0.0, **plain))
     gravity = rate(_train(batches, "uniform:2", gravity=0.1, **plain))
     assert none > 0.4, none
     assert sampled < none / 2, (none, sampled)

@@ -33,6 +33,9 @@ def test_a_schema_1_learner_state_loads_and_scores_as_it_did():
         context_fields=parse_fields(s["context_fields"]),
         item_features=parse_fields(s["item_features"]),
         seed=s["seed"],
+        popularity_prior=1.0,  # recstream 0.1's defaults, which the state was trained with
+        gravity=0.0,
+        activity_features=False,
     )
     learner = Learner.from_state(settings, tensors, saved["meta"])
     scores = learner.scoring.scores_for(saved["users"], [saved["context"]] * len(saved["users"]))

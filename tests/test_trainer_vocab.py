@@ -99,7 +99,7 @@ def test_evicted_item_rows_leave_histories_and_counts():
 
 
 def test_context_fields_reach_the_query_tower():
-    s = ModelSettings(dim=8, min_count=1, context_fields=(), seed=1)
+    s = ModelSettings(dim=8, min_count=1, context_fields=(), activity_features=False, seed=1)
     from trainer.core.features import parse_fields
 
     with_ctx = ModelSettings(dim=8, min_count=1, context_fields=parse_fields("device"), seed=1)

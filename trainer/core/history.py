@@ -36,6 +36,27 @@ def recency_weights(ages: np.ndarray, decay: float) -> np.ndarray | None:
     return None if decay == 1.0 else np.power(decay, ages, dtype=np.float64)
 
 
+def group_by_user(
+    users: np.ndarray, ids: Sequence[str] | None = None, buckets: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's events grouped by user, each user's in batch order: (order, the position in
+    that order where each sorted event's group starts). Users not admitted yet share bucket
+    rows, so they are told apart by id.
+
+    >>> [x.tolist() for x in group_by_user(np.array([5, 3, 5, 3, 9]))]
+    [[1, 3, 0, 2, 4], [0, 0, 2, 2, 4]]
+    """
+    key = users.copy()
+    if buckets and ids is not None:
+        pending = np.flatnonzero(users < buckets)
+        codes: dict[str, int] = {}
+        key[pending] = [-1 - codes.setdefault(ids[k], len(codes)) for k in pending.tolist()]
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    starts = np.r_[0, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1]
+    return order, np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+
+
 class UserHistory:
     """`get(users)` → (B, L) item rows (EMPTY where unfilled); `push(users, items)` in event order.
 
@@ -91,6 +112,48 @@ class UserHistory:
                 ages[k] = len(got) - 1 - slots
         return out, ages
 
+    def in_sequence(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        own: np.ndarray,
+        ids: Sequence[str] | None = None,
+        buckets: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(histories, ages) of a batch's events, each as of its own time: the user's history
+        before the batch, then the user's earlier events of this batch whose item has a row of
+        its own (`own`), the newest `length` of them. A session arrives in one batch (Kafka
+        batches are keyed by user): without this, every event of a new user's session would
+        see an empty history, and the session's items would teach nothing about each other.
+
+        >>> h = UserHistory(length=3)
+        >>> h.push(np.array([0]), np.array([7]))
+        >>> hist, ages = h.in_sequence(np.array([0, 0, 0]), np.array([8, 9, 5]), np.ones(3, bool))
+        >>> hist.tolist(), ages[2].tolist()
+        ([[7, -1, -1], [8, 7, -1], [9, 8, 7]], [0, 1, 2])
+        """
+        hist, ages = self.get_with_ages(users, ids, buckets)
+        n, length = len(users), self.length
+        if length == 0 or n < 2:
+            return hist, ages
+        # each event's history before the batch, newest first (EMPTY last)
+        order = np.argsort(np.where(hist == EMPTY, length + 1, ages), axis=1, kind="stable")
+        before = np.take_along_axis(hist, order, 1)
+        by_user, group_start = group_by_user(users, ids, buckets)
+        own_sorted = own[by_user]
+        earlier = np.cumsum(own_sorted) - own_sorted  # own events before each, in all groups
+        mine = np.minimum(earlier - earlier[group_start], length)  # ... in its own group
+        seen = items[by_user][own_sorted]  # own items, grouped by user, in time order
+        j = np.arange(length)[None, :]
+        from_batch = j < mine[:, None]
+        at = np.clip(earlier[:, None] - 1 - j, 0, max(len(seen) - 1, 0))
+        carried = np.take_along_axis(before[by_user], np.clip(j - mine[:, None], 0, length - 1), 1)
+        joined = np.where(from_batch, seen[at] if len(seen) else EMPTY, carried)
+        joined[(~from_batch) & (j - mine[:, None] >= length)] = EMPTY
+        out = np.empty_like(joined)
+        out[by_user] = joined
+        return out, np.broadcast_to(j, out.shape).copy()
+
     def push(
         self,
         users: np.ndarray,
@@ -123,14 +186,23 @@ class UserHistory:
         self.items[su, slot] = items[order]  # duplicates: numpy keeps the last write, the newest
         self.next[su[starts]] += counts
 
-    def adopt(self, rows: np.ndarray, ids: Sequence[str]) -> None:
-        """Fresh rows start empty, or with their user's pending items."""
+    def adopt(self, rows: np.ndarray, ids: Sequence[str]) -> list[int]:
+        """Fresh rows start empty, or with their user's pending items; returns how many each
+        had."""
         self.ensure(int(rows.max()) + 1 if len(rows) else 0)
+        counts = []
         for row, id_ in zip(rows.tolist(), ids, strict=True):
             got = self.pending.pop(id_, [])[-self.length :] if self.length else []
             self.items[row] = EMPTY
             self.items[row, : len(got)] = got
             self.next[row] = len(got)
+            counts.append(len(got))
+        return counts
+
+    def pending_count(self, ids: Sequence[str]) -> list[int]:
+        """How many items the pending history of each id holds."""
+        get = self.pending.get
+        return [len(get(i, ())) for i in ids]
 
     def reset(self, users: np.ndarray) -> None:
         """Evicted user rows start over (their rows will be reused)."""

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainer.core.activity import UserActivity
 from trainer.core.columns import EventColumns, StepStats
 from trainer.core.evaluator import Evaluator
 from trainer.core.features import ContextEncoder, ItemFeatures
@@ -70,6 +71,7 @@ class Learner:
         self.prior_counts = [DecayedCounts(h) for h in s.prior_half_lives]  # the prior's
         self.sampler = PopularitySampler(self.counts, s.alpha, s.epsilon, seed=s.seed + 1)
         self.history = UserHistory(s.history)
+        self.activity = UserActivity()
         self.rng = np.random.default_rng(s.seed + 2)
         self.torch_gen = torch.Generator().manual_seed(s.seed + 3)
         self.in_batch = InBatchFrequency()
@@ -102,6 +104,7 @@ class Learner:
         m.items.ensure(ni)
         m.item_bias.ensure(ni)
         self.history.ensure(nu)
+        self.activity.ensure(nu)
         self.counts.ensure(ni)
         for counts in self.prior_counts:
             counts.ensure(ni)
@@ -113,6 +116,7 @@ class Learner:
 
         freed_users, freed_items = self.users.take_freed(), self.items.take_freed()
         self.history.reset(freed_users)
+        self.activity.reset(freed_users)
         self.history.forget_items(freed_items)
         if self.gram is not None:  # evicted items leave the catalogue's Gramian
             gone_rows = freed_items[self.item_valid[freed_items]]
@@ -120,7 +124,8 @@ class Learner:
         self.item_valid[freed_items] = False
         fresh_users, fresh_items = self.users.take_fresh(), self.items.take_fresh()
         m.users.reset(torch.from_numpy(fresh_users))
-        self.history.adopt(fresh_users, [self.users.id_of(r) or "" for r in fresh_users])
+        adopted = self.history.adopt(fresh_users, [self.users.id_of(r) or "" for r in fresh_users])
+        self.activity.start(fresh_users, adopted)
         gone = np.concatenate([freed_items, fresh_items])
         m.items.reset(torch.from_numpy(fresh_items))
         m.item_bias.reset(torch.from_numpy(fresh_items))
@@ -165,10 +170,15 @@ class Learner:
         )
         neg.log_q[~self.item_valid[neg.rows]] = EXCLUDED  # buckets and free rows are not items
         t2 = self._clock()
-        hist, ages = self.history.get_with_ages(u, cols.users, self.users.buckets)
-        cat_rows, nums = self.context.encode(contexts, learn=True)
-        loss = self.step.run(u, i, hist, ages, cat_rows, nums, neg, cols.weights)
         own = i >= self.items.buckets  # positives with a row of their own
+        # each event's query as of its own time: the user's earlier events of this batch too
+        hist, ages = self.history.in_sequence(u, i, own, cols.users, self.users.buckets)
+        cat_rows, nums = self.context.encode(contexts, learn=True)
+        if s.activity_features:
+            pending = self.history.pending_count(cols.users) if self.users.buckets else None
+            act = self.activity.in_sequence(u, cols.ts, cols.users, self.users.buckets, pending)
+            nums = np.concatenate([nums, act], 1)
+        loss = self.step.run(u, i, hist, ages, cat_rows, nums, neg, cols.weights)
         self.sampler.rescaled(self.counts.add(i[own], cols.ts[own], cols.weights[own]))
         for counts in self.prior_counts:
             counts.add(i[own], cols.ts[own], cols.weights[own])
@@ -178,7 +188,9 @@ class Learner:
         )
         self._observe_features(i[own], [contexts[k] for k in np.flatnonzero(own)])
         self.events_applied += n
-        self.user_active[u[u >= self.users.buckets]] = self.events_applied
+        mine = u >= self.users.buckets
+        self.user_active[u[mine]] = self.events_applied
+        self.activity.record(u[mine], cols.ts[mine])
         # item rows whose vector, bias or count changed: what a delta publish must carry
         self.item_active[self.step.touched] = self.events_applied
         self.item_active[fresh_items] = self.events_applied
@@ -226,6 +238,7 @@ class Learner:
             },
             "sampler.": (self.sampler, "sampler"),
             "history.": (self.history, "history"),
+            "activity.": (self.activity, "activity"),
             "context.": (self.context, "context"),
             "item_features.": (self.item_features, "item_features"),
             "progressive.": (self.evaluator, "progressive"),

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.core.activity import FEATURES as ACTIVITY
 from trainer.core.adagrad import DenseAdagrad
 from trainer.core.features import MISSING
 from trainer.core.settings import ModelSettings
@@ -46,7 +47,7 @@ class TwoTower:
         std = 1.0 / s.dim**0.5
         self.dim = s.dim
         n_cat = sum(f.kind == "cat" for f in s.context_fields)
-        n_num = len(s.context_fields) - n_cat
+        n_num = len(s.context_fields) - n_cat + (ACTIVITY if s.activity_features else 0)
 
         def table(dim: int, init: float, rows: int = 1024) -> EmbeddingTable:
             return EmbeddingTable(dim, lr=s.lr, init_std=init, generator=gen, capacity=rows)

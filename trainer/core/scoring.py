@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from trainer.core.activity import for_recent
 from trainer.core.history import EMPTY, history_mean, recency_weights
 
 if TYPE_CHECKING:
@@ -77,6 +78,10 @@ class Scorer:
             user_vecs = user_vecs.masked_fill(torch.from_numpy(cold).unsqueeze(1), 0.0)
         hist, ages = lr.history.get_with_ages(user_rows, ids, lr.users.buckets)
         cat_rows, nums = lr.context.encode(contexts)
+        if lr.settings.activity_features:  # as of now: the user's next event
+            pending = lr.history.pending_count(ids) if cold.any() else [0] * len(ids)
+            now = lr.activity.now(user_rows, ~cold, lr.last_ts, pending)
+            nums = np.concatenate([nums, now], 1)
         pooled = self.pooled_history(hist, ages)
         return m.query(user_vecs, pooled, m.context_inputs(cat_rows, nums))
 
@@ -112,13 +117,17 @@ class Scorer:
         length = lr.settings.history
         hist = np.full((len(recent), length), EMPTY, dtype=np.int64)
         ages = np.zeros(hist.shape, np.int64)
+        known = np.zeros(len(recent), np.int64)
         for k, ids in enumerate(recent):
             rows = lr.items.lookup(ids) if ids and length else np.empty(0, np.int64)
             rows = rows[(rows >= 0) & lr.item_valid[np.maximum(rows, 0)]]
+            known[k] = len(rows)
             rows = rows[max(0, len(rows) - length) :]
             hist[k, : len(rows)] = rows
             ages[k] = len(rows) - 1 - np.arange(length)
         cat_rows, nums = lr.context.encode(contexts or [{}] * len(recent))
+        if lr.settings.activity_features:
+            nums = np.concatenate([nums, for_recent(known)], 1)
         zeros = torch.zeros(len(recent), m.dim)
         pooled = self.pooled_history(hist, ages)
         return m.query(zeros, pooled, m.context_inputs(cat_rows, nums))

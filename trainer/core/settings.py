@@ -137,14 +137,14 @@ class ModelSettings:
     )
     gravity: float = _model(
         "--gravity",
-        0.0,
+        1.0,
         "λ of the gravity penalty on the mean squared score (0 = off)",
         number,
         check=(lambda v: v >= 0, "a number >= 0 such as 0.01 (0 = off)"),
     )
     popularity_prior: float = _model(
         "--popularity-prior",
-        1.0,
+        2.0,
         "weight w of a logit offset w·log(1 + decayed count), in training and serving, so the "
         "model falls back on what is trending where personal signal is weak (0 = off)",
         number,
@@ -178,6 +178,12 @@ class ModelSettings:
         "--history items; 0.8 = the newest counts most",
         number,
         check=(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    )
+    activity_features: bool = _model(
+        "--no-activity-features",
+        True,
+        "leave out the query's activity features (hours since the user's previous event, its "
+        "event count): they tell a user in a session from one coming back after weeks",
     )
     mask_own: str = _model(
         "--mask-own",
@@ -286,15 +292,23 @@ class ModelSettings:
         "item_features",
         "feature_buckets",
         "prior_half_lives",
+        "activity_features",
     )
+
+    # what a checkpoint written before a shape setting existed was trained with
+    LEGACY = {"activity_features": False, "prior_half_lives": [7 * 86_400_000.0]}
 
     def shape_mismatch(self, saved: dict[str, Any]) -> str | None:
         """Why a checkpoint trained with `saved` settings cannot resume under these, or None."""
         mine = json.loads(json.dumps(asdict(self), default=str))
         for key in self.SHAPE:
-            if key in saved and mine[key] != saved[key]:
-                flag = "--" + key.replace("_", "-")
-                return f"{flag} is {mine[key]!r} but the checkpoint was trained with {saved[key]!r}"
+            was = saved.get(key, self.LEGACY.get(key, mine[key]))
+            if mine[key] != was:
+                option = dict(options_of(self))[key]
+                return (
+                    f"{option.flag} is {mine[key]!r} but the checkpoint was trained with "
+                    f"{was!r}; pass the checkpoint's value to resume it"
+                )
         return None
 
 

@@ -76,4 +76,5 @@ def export_tower(learner: Learner) -> QueryTower:
         weights=weights,
         layers=len(linears),
         history_decay=s.history_decay,
+        activity=s.activity_features,
     )
