@@ -59,9 +59,19 @@ class ProcessSource:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no torch, no threads inherited
         self._conn, theirs = ctx.Pipe()
         self._on_revoke = on_revoke
+        logs = _log_setup()
         self._proc = ctx.Process(
             target=_child,
-            args=(theirs, build, args, max_events, timeout_s, on_revoke is not None, os.getpid()),
+            args=(
+                theirs,
+                build,
+                args,
+                max_events,
+                timeout_s,
+                on_revoke is not None,
+                os.getpid(),
+                logs,
+            ),
             name="recstream-source",
             daemon=True,
         )
@@ -190,8 +200,10 @@ def _child(
     timeout_s: float,
     revocable: bool,
     parent: int,
+    logs: dict[str, Any],
 ) -> None:
     _die_with(parent)
+    _log_like(logs)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     send_lock = threading.Lock()
 
@@ -289,6 +301,26 @@ def _child(
     finally:
         with contextlib.suppress(Exception):
             source.close()
+
+
+def _log_setup() -> dict[str, Any]:
+    """How this process logs (root level and format, the levels set on named loggers), for the
+    child to log alike to the same stderr (a spawned process starts with no logging set up)."""
+    root = logging.getLogger()
+    handler = next(iter(root.handlers), None)
+    fmt = handler.formatter._fmt if handler is not None and handler.formatter else None
+    named = {
+        name: lg.level
+        for name, lg in logging.Logger.manager.loggerDict.items()
+        if isinstance(lg, logging.Logger) and lg.level != logging.NOTSET
+    }
+    return {"level": root.level, "format": fmt, "named": named}
+
+
+def _log_like(logs: dict[str, Any]) -> None:
+    logging.basicConfig(level=logs["level"], format=logs["format"] or logging.BASIC_FORMAT)
+    for name, level in logs["named"].items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _portable(error: BaseException | None) -> BaseException | None:
