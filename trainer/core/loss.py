@@ -29,8 +29,9 @@ EXCLUDED = 1e9
 
 @dataclass
 class NegativeBlock:
-    logits: torch.Tensor  # (B, k) corrected logits (`corrected_logits` or `shared_logits`)
+    logits: torch.Tensor | None  # (B, k) corrected logits (`corrected_logits`, `shared_logits`)
     hits: tuple[torch.Tensor, torch.Tensor]  # (query, column) index pairs to mask
+    lse: torch.Tensor | None = None  # or the block's log-sum-exp already (`shared_lse`)
 
 
 def corrected_logits(scores: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -66,6 +67,56 @@ class _LogSumExp(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         (p,) = ctx.saved_tensors
         return p.mul_(grad.unsqueeze(1))
+
+
+class _SharedLSE(torch.autograd.Function):
+    """log Σ_k exp(ψ_i·V_k + c_k) per query over shared columns, hits masked, in one node: the
+    forward keeps only the block's softmax, and the backward turns it into the three gradients
+    with the two matmuls autograd would run — without its (B, k) copies for the masking."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        psi: torch.Tensor,
+        items: torch.Tensor,
+        col_terms: torch.Tensor,
+        q: torch.Tensor,
+        c: torch.Tensor,
+    ) -> torch.Tensor:
+        logits = torch.addmm(col_terms, psi, items.T)
+        if len(q):
+            logits.index_put_((q, c), torch.tensor(-EXCLUDED))
+        top = logits.amax(dim=1, keepdim=True)
+        p = logits.sub_(top).exp_()
+        total = p.sum(dim=1, keepdim=True)
+        ctx.save_for_backward(p.div_(total), psi, items)
+        return (top + total.log()).squeeze(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor):  # type: ignore[no-untyped-def]
+        p, psi, items = ctx.saved_tensors
+        g = p.mul_(grad.unsqueeze(1))  # d lse / d logits, scaled (masked entries: 0)
+        return g @ items, g.T @ psi, g.sum(0), None, None
+
+
+def shared_lse(
+    psi: torch.Tensor,
+    items: torch.Tensor,
+    col_terms: torch.Tensor,
+    hits: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """The log-sum-exp over shared columns of `shared_logits(psi, items, ...)` with `hits`
+    masked, as one autograd node (the default step's largest cost).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> psi, items = torch.randn(3, 4, generator=g), torch.randn(5, 4, generator=g)
+    >>> terms, hits = torch.randn(5, generator=g), (torch.tensor([1]), torch.tensor([2]))
+    >>> plain = torch.addmm(terms, psi, items.T)
+    >>> plain[1, 2] = -EXCLUDED
+    >>> torch.allclose(shared_lse(psi, items, terms, hits), torch.logsumexp(plain, 1))
+    True
+    """
+    return _SharedLSE.apply(psi, items, col_terms, *hits)  # type: ignore[no-any-return]
 
 
 def logsumexp(x: torch.Tensor) -> torch.Tensor:
@@ -113,7 +164,11 @@ def sampled_softmax_loss(
     """Mean over the batch of weight_i · (-log p̂(pos_i | x_i)). Weight 0 removes an event."""
     parts = [pos_scores]
     for block in blocks:
+        if block.lse is not None:
+            parts.append(block.lse)
+            continue
         logits, (q, c) = block.logits, block.hits
+        assert logits is not None
         if len(q):
             # in place (no (B, k) copy); finite, so a fully masked row has no NaN gradient
             logits.index_put_((q, c), torch.tensor(-EXCLUDED))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from trainer.core.fields import FieldSpec, parse_fields
 from trainer.core.strategies import DEFAULT_NEGATIVES, STRATEGIES, NegativeSpec, parse_negatives
@@ -296,7 +296,10 @@ class ModelSettings:
     )
 
     # what a checkpoint written before a shape setting existed was trained with
-    LEGACY = {"activity_features": False, "prior_half_lives": [7 * 86_400_000.0]}
+    LEGACY: ClassVar[dict[str, Any]] = {
+        "activity_features": False,
+        "prior_half_lives": [7 * 86_400_000.0],
+    }
 
     def shape_mismatch(self, saved: dict[str, Any]) -> str | None:
         """Why a checkpoint trained with `saved` settings cannot resume under these, or None."""

@@ -31,6 +31,7 @@ from trainer.core.loss import (
     positives_only_loss,
     sampled_softmax_loss,
     shared_logits,
+    shared_lse,
 )
 from trainer.core.negatives import Negatives, draw_hard
 from trainer.core.table import SparseGrads
@@ -139,6 +140,9 @@ class Step:
         s, item_valid = lr.settings, lr.item_valid
         neg_idx = torch.from_numpy(neg_local)
         log_q = torch.from_numpy(neg.log_q).float()
+        if not neg.hard:  # the common case, as one fused node
+            terms = corrected_logits(offset[neg_idx], log_q)
+            return [NegativeBlock(None, hits, shared_lse(psi, Vf[neg_idx], terms, hits))]
         logits = shared_logits(psi, Vf[neg_idx], offset[neg_idx], log_q)
         blocks = [NegativeBlock(logits, hits)]
         if neg.hard:
