@@ -35,7 +35,7 @@ def features(gap_ms: np.ndarray, known: np.ndarray, count: np.ndarray) -> np.nda
     return np.stack([gap, known.astype(np.float64), np.log1p(count)], 1).astype(np.float32)
 
 
-def for_recent(counts: Sequence[int]) -> np.ndarray:
+def for_recent(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """A user known only by recent items: their number, no known gap."""
     n = np.asarray(counts, dtype=np.float64)
     return features(np.zeros(len(n)), np.zeros(len(n), bool), n)

@@ -37,6 +37,20 @@ class EventColumns:
         )
 
     @classmethod
+    def concat(cls, parts: list[EventColumns]) -> EventColumns:
+        """The events of `parts`, one after another."""
+        if len(parts) == 1:
+            return parts[0]
+        with_ctx = any(p.contexts is not None for p in parts)
+        return cls(
+            [x for p in parts for x in p.users],
+            [x for p in parts for x in p.items],
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.weights for p in parts]),
+            [x for p in parts for x in p.context_list()] if with_ctx else None,
+        )
+
+    @classmethod
     def from_events(cls, events: Any) -> EventColumns:
         """From any sequence of objects with user, item, ts, weight and context attributes."""
         return cls(

@@ -47,6 +47,7 @@ from trainer.core.state import (
     unprefixed,
 )
 from trainer.core.step import Step
+from trainer.core.sync import Alone, Sync, owner
 from trainer.core.vocab import Vocabulary
 
 __all__ = ["EventColumns", "Learner", "StepStats"]
@@ -60,11 +61,17 @@ def _grown(a: np.ndarray, n: int) -> np.ndarray:
 
 
 class Learner:
-    def __init__(self, settings: ModelSettings, clock: Callable[[], float] = perf_counter) -> None:
+    def __init__(
+        self,
+        settings: ModelSettings,
+        clock: Callable[[], float] = perf_counter,
+        sync: Sync | None = None,
+    ) -> None:
         s = self.settings = settings
+        self.sync: Sync = sync or Alone()
         self.users = Vocabulary(s.min_count, s.buckets, s.max_users, s.evict_after_ms)
         self.items = Vocabulary(s.min_count, s.buckets, s.max_items, s.evict_after_ms)
-        self.model = TwoTower(s)
+        self.model = TwoTower(s, self.sync.rank)
         self.context = ContextEncoder(s.context_fields, s.feature_buckets)
         self.item_features = ItemFeatures(s.item_features, s.feature_buckets)
         self.counts = DecayedCounts(s.half_life_ms)  # the popularity sampler's
@@ -72,8 +79,11 @@ class Learner:
         self.sampler = PopularitySampler(self.counts, s.alpha, s.epsilon, seed=s.seed + 1)
         self.history = UserHistory(s.history)
         self.activity = UserActivity()
-        self.rng = np.random.default_rng(s.seed + 2)
-        self.torch_gen = torch.Generator().manual_seed(s.seed + 3)
+        # this rank's own draws (uniform negatives, user dropout, hard negatives); the shared
+        # ones (the popularity sampler's) are the same on every rank
+        rank = self.sync.rank
+        self.rng = np.random.default_rng(s.seed + 2 + 1000 * rank)
+        self.torch_gen = torch.Generator().manual_seed(s.seed + 3 + 1000 * rank)
         self.in_batch = InBatchFrequency()
         self.gram = ItemGramian(s.dim, 64 if s.item_features else 512) if s.gravity else None
         self._no_vectors = torch.empty(0, s.dim)
@@ -89,15 +99,18 @@ class Learner:
         self.evaluator = Evaluator(self, clock, seed=s.seed + 4)
 
     # ---- rows ------------------------------------------------------------------------------
-    def _rows(self, cols: EventColumns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rows of the batch's users and items, after admissions and evictions; returns also
-        the user and item rows admitted in this batch (new to the model)."""
+    def _rows(
+        self, cols: EventColumns, group: EventColumns
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of this rank's users (`cols`) and of the group's items (`group`: every rank's
+        events, so the item side changes alike everywhere), after admissions and evictions;
+        returns also the user and item rows admitted in this batch (new to the model)."""
         if self.batches % EVICT_EVERY == 0:
-            now = max(self.last_ts, int(cols.ts.max()))
+            now = max(self.last_ts, int(group.ts.max()))
             self.users.evict(now)
             self.items.evict(now)
         u = self.users.add(cols.users, cols.ts)
-        i = self.items.add(cols.items, cols.ts)
+        i = self.items.add(group.items, group.ts)
         m = self.model
         nu, ni = self.users.rows_used, self.items.rows_used
         m.users.ensure(nu)
@@ -141,23 +154,26 @@ class Learner:
     # ---- learning --------------------------------------------------------------------------
     def learn(self, cols: EventColumns) -> StepStats:
         """Learn one batch. An event of weight 0 teaches nothing: it counts as applied and
-        changes nothing else (no row, count, history or negative)."""
+        changes nothing else (no row, count, history or negative). In a group (`sync`), every
+        rank calls this with its own batch at each step; each learns the events of the users it
+        owns, and the group's events all reach the item side."""
         n = len(cols)
-        if n and not (cols.weights > 0).all():
-            cols = cols.take(cols.weights > 0)
-        if len(cols) == 0:
-            self.events_applied += n
+        group, mine, applied = self._share(cols)
+        if len(group) == 0:
+            self.events_applied += applied
             return StepStats(n, 0.0, 0)
+        cols = group if mine.all() else group.take(mine)
         s = self.settings
         contexts = cols.context_list()
-        u, i, fresh_users, fresh_items = self._rows(cols)
+        u, i_group, fresh_users, fresh_items = self._rows(cols, group)
+        i = i_group[mine]
         t0 = self._clock()
         ranks = self.evaluator.ranks_before_learning(u, i, cols, fresh_users, fresh_items)
         t1 = self._clock()
-        self.last_ts = max(self.last_ts, int(cols.ts.max()))
+        self.last_ts = max(self.last_ts, int(group.ts.max()))
         # the step sees the popularity of everything before this batch (its own positives in
         # the prior would leak the label); in-batch q counts the batch it is drawn from
-        self.in_batch.update(i)
+        self.in_batch.update(i_group)
         neg = draw(
             s.negatives,
             i,
@@ -171,26 +187,36 @@ class Learner:
         neg.log_q[~self.item_valid[neg.rows]] = EXCLUDED  # buckets and free rows are not items
         t2 = self._clock()
         own = i >= self.items.buckets  # positives with a row of their own
-        # each event's query as of its own time: the user's earlier events of this batch too
-        hist, ages = self.history.in_sequence(u, i, own, cols.users, self.users.buckets)
-        cat_rows, nums = self.context.encode(contexts, learn=True)
-        if s.activity_features:
-            pending = self.history.pending_count(cols.users) if self.users.buckets else None
-            act = self.activity.in_sequence(u, cols.ts, cols.users, self.users.buckets, pending)
-            nums = np.concatenate([nums, act], 1)
-        loss = self.step.run(u, i, hist, ages, cat_rows, nums, neg, cols.weights)
-        self.sampler.rescaled(self.counts.add(i[own], cols.ts[own], cols.weights[own]))
+        if self.gram is not None and self.gram.due:
+            rows = np.flatnonzero(self.item_valid[: self.items.rows_used])
+            self.gram.recompute(self.scoring.item_vectors(rows))
+        loss = 0.0
+        if len(cols):
+            # each event's query as of its own time: the user's earlier events of this batch too
+            hist, ages = self.history.in_sequence(u, i, own, cols.users, self.users.buckets)
+            cat_rows, nums = self.context.encode(contexts, learn=True)
+            if s.activity_features:
+                pending = self.history.pending_count(cols.users) if self.users.buckets else None
+                act = self.activity.in_sequence(u, cols.ts, cols.users, self.users.buckets, pending)
+                nums = np.concatenate([nums, act], 1)
+            loss = self.step.run(u, i, hist, ages, cat_rows, nums, neg, cols.weights)
+        else:  # nothing of this rank's: it still takes part in the group's update
+            self.step.apply_shared(None)
+        owned = i_group >= self.items.buckets
+        g_items, g_ts, g_w = i_group[owned], group.ts[owned], group.weights[owned]
+        self.sampler.rescaled(self.counts.add(g_items, g_ts, g_w))
         for counts in self.prior_counts:
-            counts.add(i[own], cols.ts[own], cols.weights[own])
-        self.sampler.update(i[own])
+            counts.add(g_items, g_ts, g_w)
+        self.sampler.update(g_items)
         self.history.push(
             u[own], i[own], [cols.users[k] for k in np.flatnonzero(own)], self.users.buckets
         )
-        self._observe_features(i[own], [contexts[k] for k in np.flatnonzero(own)])
-        self.events_applied += n
-        mine = u >= self.users.buckets
-        self.user_active[u[mine]] = self.events_applied
-        self.activity.record(u[mine], cols.ts[mine])
+        group_contexts = group.context_list()
+        self._observe_features(g_items, [group_contexts[k] for k in np.flatnonzero(owned)])
+        self.events_applied += applied
+        users_mine = u >= self.users.buckets
+        self.user_active[u[users_mine]] = self.events_applied
+        self.activity.record(u[users_mine], cols.ts[users_mine])
         # item rows whose vector, bias or count changed: what a delta publish must carry
         self.item_active[self.step.touched] = self.events_applied
         self.item_active[fresh_items] = self.events_applied
@@ -199,6 +225,20 @@ class Learner:
         self.evaluator.account(ranks, loss, eval_ms=(t1 - t0) * 1e3, step_ms=(t3 - t1) * 1e3)
         timings = {"eval": (t1 - t0) * 1e3, "sample": (t2 - t1) * 1e3, "step": (t3 - t2) * 1e3}
         return StepStats(n, loss, neg.total, 0 if ranks is None else len(ranks), timings)
+
+    def _share(self, cols: EventColumns) -> tuple[EventColumns, np.ndarray, int]:
+        """(the group's events of weight > 0 in rank order, which of them this rank learns,
+        how many events the group applied this step)."""
+        if self.sync.world == 1:
+            positive = cols.weights > 0
+            kept = cols if positive.all() else cols.take(positive)
+            return kept, np.ones(len(kept), bool), len(cols)
+        everyone = self.sync.share(cols)
+        applied = sum(len(c) for c in everyone)
+        group = EventColumns.concat(everyone)
+        if not (group.weights > 0).all():
+            group = group.take(group.weights > 0)
+        return group, owner(group.users, self.sync.world) == self.sync.rank, applied
 
     def _observe_features(self, items: np.ndarray, contexts: list[dict[str, Any]]) -> None:
         """Items' latest feature values; new values move their Ṽ, so the Gramian follows."""

@@ -42,8 +42,11 @@ def build_tower(in_dim: int, layers: tuple[int, ...], out_dim: int) -> nn.Sequen
 
 
 class TwoTower:
-    def __init__(self, s: ModelSettings) -> None:
-        gen = self.generator = torch.Generator().manual_seed(s.seed)  # new rows' initial values
+    def __init__(self, s: ModelSettings, rank: int = 0) -> None:
+        # new rows' initial values: one generator for the replicated tables (the same draws on
+        # every rank of a group), one for this rank's user rows
+        gen = self.generator = torch.Generator().manual_seed(s.seed)
+        self.user_generator = torch.Generator().manual_seed(s.seed + 7 + 1000 * rank)
         std = 1.0 / s.dim**0.5
         self.dim = s.dim
         n_cat = sum(f.kind == "cat" for f in s.context_fields)
@@ -60,7 +63,9 @@ class TwoTower:
         # a new user starts at zero: ψ is its history and context until its own signal accrues
         # (a random start only adds noise to its first recommendations: measured +4% recall@10
         # on users' first 3 events)
-        self.users = table(s.dim, 0.0)
+        self.users = EmbeddingTable(
+            s.dim, lr=s.lr, init_std=0.0, generator=self.user_generator, capacity=1024
+        )
         # with item features, an item's own vector starts small: its features place it
         self.items = table(s.dim, std * (0.1 if s.item_features else 1.0))
         self.item_bias = table(1, 0.0)
@@ -86,7 +91,10 @@ class TwoTower:
     def state(self, copy: bool = True) -> tuple[Arrays, Meta]:
         """Tables (``{name}.weight``, ``{name}.accum``), the tower, its optimiser state and the
         generator of new rows' initial values."""
-        arrays: Arrays = {"rng.tables": self.generator.get_state()}
+        arrays: Arrays = {
+            "rng.tables": self.generator.get_state(),
+            "rng.users": self.user_generator.get_state(),
+        }
         tables: Meta = {}
         for name, table in self.tables().items():
             part, tables[name] = table.state(copy)
@@ -109,6 +117,8 @@ class TwoTower:
             with torch.no_grad():
                 self.prior_weight.copy_(as_tensor(arrays["prior.weight"]))
         self.generator.set_state(as_tensor(arrays["rng.tables"]))
+        if "rng.users" in arrays:  # recstream 0.1 drew user rows from the one generator
+            self.user_generator.set_state(as_tensor(arrays["rng.users"]))
 
     def embed(
         self, table: EmbeddingTable, rows: np.ndarray, grads: SparseGrads | None = None

@@ -34,7 +34,7 @@ from trainer.core.loss import (
     shared_lse,
 )
 from trainer.core.negatives import Negatives, draw_hard
-from trainer.core.table import SparseGrads
+from trainer.core.table import SparseGrads, merged
 
 if TYPE_CHECKING:
     from trainer.core.learner import Learner
@@ -97,20 +97,53 @@ class Step:
         total = loss
         gram = lr.gram
         catalogue = lr.item_valid[item_rows]  # touched rows that are items (not buckets)
-        if gram is not None:
-            if gram.due:
-                rows = np.flatnonzero(lr.item_valid[: lr.items.rows_used])
-                gram.recompute(lr.scoring.item_vectors(rows))
+        if gram is not None:  # (kept fresh by the learner before the step)
             touched = Vf[torch.from_numpy(catalogue)]
             total = loss + gravity_penalty(psi, gram.matrix(), len(lr.items), touched, s.gravity)
         m.dense_opt.zero_grad()
         # per-event gradient scale: a row sees O(1) gradients, the scale Adagrad is tuned for
         (total * b).backward()
-        m.dense_opt.step()
-        grads.apply()
-        if gram is not None:
-            gram.swap(touched, lr.scoring.item_vectors(item_rows[catalogue]))
+        if lr.sync.world == 1:
+            m.dense_opt.step()
+            grads.apply()
+            if gram is not None:
+                gram.swap(touched, lr.scoring.item_vectors(item_rows[catalogue]))
+        else:
+            self.apply_shared(grads)
         return float(loss.detach())
+
+    def apply_shared(self, grads: SparseGrads | None) -> None:
+        """In a group: this rank's user rows, then every rank's item-side and tower gradients
+        summed in rank order — the same update on every rank (a rank with no event of its own
+        this step takes part with nothing)."""
+        lr = self._lr
+        m = lr.model
+        shared = {name: t for name, t in m.tables().items() if name != "users"}
+        mine = grads.take(shared) if grads is not None else {}
+        if grads is not None:
+            grads.apply()  # the user rows: this rank's alone
+        dense = [p for p in m.dense_opt.params]
+        flat = np.concatenate(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).numpy().ravel() for p in dense]
+        )
+        everyone = lr.sync.share((mine, flat))
+        summed = sum((f for _, f in everyone), np.zeros_like(flat))
+        at = 0
+        for p in dense:
+            p.grad = torch.from_numpy(summed[at : at + p.numel()].reshape(p.shape)).clone()
+            at += p.numel()
+        m.dense_opt.step()
+        names = sorted({name for part, _ in everyone for name in part})
+        totals = {n: merged([part[n] for part, _ in everyone if n in part]) for n in names}
+        union = totals["items"][0] if "items" in totals else np.empty(0, np.int64)
+        self.touched = union
+        gram = lr.gram
+        catalogue = union[lr.item_valid[union]]
+        before = lr.scoring.item_vectors(catalogue) if gram is not None else None
+        for name, (rows, grad) in totals.items():
+            shared[name].apply(torch.from_numpy(rows), torch.from_numpy(grad))
+        if gram is not None and before is not None:
+            gram.swap(before, lr.scoring.item_vectors(catalogue))
 
     def _own(self, u: np.ndarray, i: np.ndarray, hist: np.ndarray, neg: Negatives) -> Pairs:
         """(query, shared column) pairs a query does not count as negatives (`--mask-own`)."""

@@ -123,3 +123,28 @@ class SparseGrads:
             if leaf.grad is not None:
                 table.apply(rows, leaf.grad)
         self._parts.clear()
+
+    def take(self, tables: dict[str, EmbeddingTable]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The gradients of `tables` (by name), each merged to unique rows — what a group of
+        learners sums across ranks before applying (`apply_summed`); they leave this object."""
+        names = {id(table): name for name, table in tables.items()}
+        found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        kept = []
+        for table, rows, leaf in self._parts:
+            name = names.get(id(table))
+            if name is None:
+                kept.append((table, rows, leaf))
+            elif leaf.grad is not None:
+                found.setdefault(name, []).append((rows.numpy(), leaf.grad.numpy()))
+        self._parts = kept
+        return {name: merged(parts) for name, parts in found.items()}
+
+
+def merged(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, grads) pairs, in order, summed per unique row (the same sums on every rank)."""
+    rows = np.concatenate([r for r, _ in parts])
+    grads = np.concatenate([g for _, g in parts])
+    unique, inverse = np.unique(rows, return_inverse=True)
+    total = np.zeros((len(unique), grads.shape[1]), dtype=grads.dtype)
+    np.add.at(total, inverse, grads)
+    return unique, total
