@@ -204,3 +204,60 @@ def test_readers_polling_during_repeated_publishes_never_see_a_mix(tmp_path, red
     assert mixed == [], mixed[:5]
     assert errors == [], errors[:5]
     assert len(first_seen) >= 5, f"too few versions seen to test anything: {sorted(first_seen)}"
+
+
+def test_readers_polling_through_delta_publishes_of_the_writer_process(
+    tmp_path, redis_url, namespace
+):
+    """The real writer publishes 21 checkpoints of a world where 2% of the items change each
+    time: deltas, a full version every 5; readers moving in place never see a mix."""
+    from tests.test_store_delta import World, exact
+
+    ckpt_dir, world, snaps = tmp_path / "ckpt", World(items=3000, share=0.02), {}
+    more = ("--grace", "1", "--keep", "1", "--compact-every", "5", "--index", "none")
+    args, env = publish_args(ckpt_dir, redis_url, namespace, *more)
+    writer = Proc(args, tmp_path / "writer.log", env=env)
+    done, problems, seen = threading.Event(), [], [0, 0]
+    readers: list[Reader] = []
+
+    def poll(n: int) -> None:
+        reader = Reader.from_url(redis_url, namespace)
+        readers.append(reader)
+        while not done.is_set():
+            try:
+                recs = reader.recommend("u1", k=8)
+            except NoVersion:
+                done.wait(0.01)
+                continue
+            except Exception as e:  # a vanished or torn version: all failures
+                problems.append(repr(e))
+                continue
+            v = int(recs[0]["score"]) - 100  # item m names the version that answered
+            want = exact(snaps[v], 1, 8)
+            if [r["item"] for r in recs] != [i for i, _ in want]:
+                problems.append(f"version {v}: {recs} != {want}")
+            if v < seen[n]:
+                problems.append(f"went back from version {seen[n]} to {v}")
+            seen[n] = v
+
+    threads = [threading.Thread(target=poll, args=(n,), daemon=True) for n in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for v in range(1, 22):
+            snaps[v] = world.step()
+            write_checkpoint(ckpt_dir, snaps[v])
+            wait_until(lambda v=v: min(seen) >= v or problems, 30, f"the readers at {v}")
+            if problems:
+                break
+    finally:
+        done.set()
+        for t in threads:
+            t.join(10)
+        writer.kill()
+    log = writer.log()
+    assert problems == [], problems[:5]
+    assert log.count("wrote delta version") >= 15, log[-3000:]
+    assert log.count("wrote full version") >= 3
+    switches = [kind for r in readers for _, kind, _ in r.cache.switches]
+    assert switches.count("delta") >= 20 and "load" in switches, switches
