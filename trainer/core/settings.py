@@ -137,7 +137,7 @@ class ModelSettings:
     )
     gravity: float = _model(
         "--gravity",
-        1.0,
+        0.0,
         "λ of the gravity penalty on the mean squared score (0 = off)",
         number,
         check=(lambda v: v >= 0, "a number >= 0 such as 0.01 (0 = off)"),
