@@ -65,7 +65,10 @@ class KafkaSource:
         decoder: Decoder | None = None,
         dead_letter_topic: str | None = None,
         trust_committed: bool = True,
+        partitions: list[int] | None = None,
     ) -> None:
+        """`partitions`: read exactly these (assigned, no group membership: one rank of a
+        group of trainers, `trainer.daemon.group`); commits still go to `group`."""
         info = describe_topic(settings, topic)
         if info is None:
             raise SourceError(
@@ -103,7 +106,12 @@ class KafkaSource:
                 fetch_max_bytes=settings.fetch_max_bytes,
                 max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
             )
-            self._consumer.subscribe([topic], listener=Rebalance(self, self._consumer))
+            if partitions is None:
+                self._consumer.subscribe([topic], listener=Rebalance(self, self._consumer))
+            else:
+                tps = {TopicPartition(topic, p) for p in partitions}
+                self._consumer.assign(sorted(tps))
+                self._assign(tps)
         except BaseException:
             self._dead.close()
             raise

@@ -190,11 +190,13 @@ class Learner:
         if self.gram is not None and self.gram.due:
             rows = np.flatnonzero(self.item_valid[: self.items.rows_used])
             self.gram.recompute(self.scoring.item_vectors(rows))
+        if len(group) != len(cols):  # numeric context statistics: the group's, alike everywhere
+            self.context.encode(group.context_list(), learn=True)
         loss = 0.0
         if len(cols):
             # each event's query as of its own time: the user's earlier events of this batch too
             hist, ages = self.history.in_sequence(u, i, own, cols.users, self.users.buckets)
-            cat_rows, nums = self.context.encode(contexts, learn=True)
+            cat_rows, nums = self.context.encode(contexts, learn=len(group) == len(cols))
             if s.activity_features:
                 pending = self.history.pending_count(cols.users) if self.users.buckets else None
                 act = self.activity.in_sequence(u, cols.ts, cols.users, self.users.buckets, pending)
