@@ -204,7 +204,10 @@ def _child(
 ) -> None:
     _die_with(parent)
     _log_like(logs)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # the parent decides when to stop: a signal to the whole process group (Ctrl-C in a
+    # terminal, torchrun stopping its ranks) reaches the parent, which closes this child
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     send_lock = threading.Lock()
 
     def send(*msg: Any) -> None:
@@ -337,10 +340,11 @@ def _portable(error: BaseException | None) -> BaseException | None:
 
 
 def _die_with(parent: int) -> None:
-    """Ask the kernel to end this process when its parent dies (Linux); else the loop's check
-    of the parent's pid does it."""
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; SIGTERM is ignored
+    here, and a fetcher has nothing to save); else the loop's check of the parent's pid does
+    it."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:
         os._exit(0)

@@ -8,6 +8,7 @@ double-applied = 0. Waiting is always polling for a condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -161,7 +162,11 @@ def applied_counts(checkpoint_dir: Path) -> tuple[int, Counter[str]]:
     """(checkpoint id, event_id -> times applied) of the newest good checkpoint."""
     ckpt = CheckpointStore(checkpoint_dir).latest()
     assert ckpt is not None, f"no checkpoint in {checkpoint_dir}"
-    return ckpt.id, Counter(json.loads((ckpt.path / ORACLE).read_text()))
+    counts: Counter[str] = Counter()
+    parts = sorted(ckpt.path.glob(f"part-*.{ORACLE}"))  # a group's: one file per rank
+    for path in parts or [ckpt.path / ORACLE]:
+        counts.update(json.loads(path.read_text()))
+    return ckpt.id, counts
 
 
 def verdict(in_log: Counter[str], applied: Counter[str]) -> tuple[int, int]:
@@ -219,7 +224,8 @@ class Proc:
             out, _ = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # orphans may hold the pipe
+                self.proc.communicate(timeout=10)
             tail = self.log()[-3000:]
             raise AssertionError(
                 f"recstream {self.args[0]} did not exit within {timeout} s; log:\n{tail}"

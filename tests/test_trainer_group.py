@@ -103,3 +103,38 @@ def test_two_ranks_keep_the_item_side_identical_and_each_owns_its_users(keyed: b
     users_b = {i for i in b.users.ids() if i is not None}
     assert users_a and users_b and not users_a & users_b  # each user has one owner
     assert (owner(sorted(users_a), 2) == 0).all() and (owner(sorted(users_b), 2) == 1).all()
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_a_group_state_is_dealt_again_to_any_number_of_ranks(world: int) -> None:
+    """Cut two ranks' states into the shared part and their own, put them back together for W
+    ranks: every user lands on its owner under W, and is served exactly as before."""
+    from trainer.daemon.groupstate import merge, split
+
+    torch.set_num_threads(1)
+    s = ModelSettings(dim=8, min_count=2, buckets=4, history=5, seed=2)
+    data = Clustered(users=300, items=600, seed=5)
+    steps = []
+    for _ in range(8):
+        b = data.batch(256)
+        side = owner(b.users, 2)
+        steps.append([b.take(side == 0), b.take(side == 1)])
+    group = _group(2, s, steps)
+    pieces = [split(*learner.state()) for learner in group]
+    shared, shared_meta = pieces[0][0], pieces[0][1]
+    parts = [(own, own_meta) for _, _, own, own_meta in pieces]
+    served = {}
+    for learner in group:
+        ids = [i for i in learner.users.ids()[s.buckets :] if i is not None]
+        served.update(zip(ids, learner.scoring.scores_for(ids), strict=True))
+    seen = set()
+    for rank in range(world):
+        again = Learner(s)
+        again.load_state(*merge(shared, shared_meta, parts, rank, world, s))
+        ids = [i for i in again.users.ids()[s.buckets :] if i is not None]
+        assert (owner(ids, world) == rank).all()
+        seen |= set(ids)
+        got = again.scoring.scores_for(ids)
+        for k, uid in enumerate(ids):
+            assert torch.allclose(got[k], served[uid], atol=1e-6), uid
+    assert seen == set(served)  # every user, once

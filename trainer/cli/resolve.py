@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 PREFIX = "RECSTREAM_"
 CONFIG_ENV = "RECSTREAM_CONFIG"
 # Environment variables that are not options (test hooks, the config file's path).
-NOT_OPTIONS = frozenset({CONFIG_ENV, "RECSTREAM_FAULT"})
+NOT_OPTIONS = frozenset({CONFIG_ENV, "RECSTREAM_FAULT", "RECSTREAM_FAULT_RANK"})
 FLAGS_ONLY = frozenset({"demo"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

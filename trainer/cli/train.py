@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from trainer.cli.flags import (
     KAFKA_SECURITY_OPTIONS,
@@ -21,6 +23,10 @@ from trainer.cli.resolve import redact_url
 from trainer.core.settings import ModelSettings
 from trainer.daemon.settings import PROGRESS, TrainSettings
 from trainer.errors import Stopped
+from trainer.options import Option, positive
+
+if TYPE_CHECKING:
+    from trainer.daemon.group import Membership
 
 HELP = "the trainer daemon"
 DESCRIPTION = (
@@ -40,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             *KAFKA_SECURITY_OPTIONS,
             *REDIS_TLS,
             *(o for _, o in options_of(ModelSettings)),
+            WORKERS,
         ],
         SECTIONS,
     )
@@ -68,9 +75,26 @@ def check_log(s: TrainSettings) -> None:
         reader.close()
 
 
+WORKERS = Option(
+    "--workers",
+    1,
+    "train as a group of N processes on this host (torchrun --standalone; each reads "
+    "partitions p mod N; see README 'Running on several processes and hosts')",
+    positive,
+    group="operations",
+)
+
+
 def run(args: argparse.Namespace) -> int:
     s = settings(args)
     check_log(s)  # before loading torch: a bad mapping is refused in well under a second
+    if args.workers > 1 and "WORLD_SIZE" not in os.environ:
+        return _torchrun(args.workers)
+    from trainer.daemon.group import join
+
+    group = join()
+    if group is not None:
+        return _group(s, group)
     from trainer.daemon.loop import Trainer
 
     log.info(
@@ -99,4 +123,34 @@ def run(args: argparse.Namespace) -> int:
     if learner is None:
         summary["standby"] = True
     print(json.dumps(summary))
+    return 0
+
+
+def _torchrun(workers: int) -> int:
+    """This command as `workers` processes of one group on this host, through torchrun."""
+    from trainer.daemon.launch import run_group
+
+    argv = sys.argv[1:]
+    if "--workers" in argv:  # the group's members run without it
+        k = argv.index("--workers")
+        del argv[k : k + 2]
+    argv = [a for a in argv if not a.startswith("--workers=")]
+    return run_group(workers, argv)
+
+
+def _group(s: TrainSettings, group: Membership) -> int:
+    from trainer.daemon.grouploop import GroupTrainer
+
+    trainer = GroupTrainer(s, group)
+    trainer.install_signal_handlers()
+    learner = trainer.run()
+    if group.rank == 0:
+        summary = {
+            "events_applied": learner.events_applied,
+            "checkpoint": trainer.checkpoint_id,
+            "workers": group.world,
+            "events_per_s_this_run": round(trainer.events_this_run / trainer.elapsed_s, 1),
+            "shutdown_s": None if trainer.shutdown_s is None else round(trainer.shutdown_s, 3),
+        }
+        print(json.dumps(summary))
     return 0

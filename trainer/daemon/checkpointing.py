@@ -99,7 +99,13 @@ class Checkpointer:
                 f"{mismatch} (in {self.s.checkpoint_dir}); use the same value or a new "
                 "--checkpoint-dir"
             )
-        learner = Learner.from_state(self.s.model, ckpt.tensors(), ckpt.meta["learner"])
+        if "group" in ckpt.meta:  # written by a group: this trainer is a group of one now
+            from trainer.daemon.groupckpt import state_for
+
+            learner = Learner(self.s.model)
+            learner.load_state(*state_for(ckpt, 0, 1, self.s.model))
+        else:
+            learner = Learner.from_state(self.s.model, ckpt.tensors(), ckpt.meta["learner"])
         applied = Applied(
             learner,
             offsets=dict(ckpt.meta["offsets"]),
@@ -109,7 +115,10 @@ class Checkpointer:
         )
         self.metrics.checkpoint_id.set(ckpt.id)
         self.metrics.applied.set(learner.events_applied)
-        self.hooks.restored(ckpt)
+        if "group" in ckpt.meta:
+            self.hooks.restored_group(ckpt, 0, 1)
+        else:
+            self.hooks.restored(ckpt)
         log.info(
             "resumed from checkpoint %d: %d events applied, offsets %s",
             ckpt.id,

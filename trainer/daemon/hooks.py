@@ -28,11 +28,22 @@ class Hooks:
     def restored(self, checkpoint: Any) -> None:
         """The daemon resumed from `checkpoint` (a `trainer.daemon.checkpoint.Checkpoint`)."""
 
+    def restored_group(self, checkpoint: Any, rank: int, world: int) -> None:
+        """Rank `rank` of a group of `world` resumed from `checkpoint` (a group's or one
+        trainer's)."""
+
 
 def hooks_for(test_mode: bool) -> Hooks:
-    """The test hooks (armed from RECSTREAM_FAULT) in test mode, else no-ops."""
+    """The test hooks in test mode, else no-ops. Faults (RECSTREAM_FAULT) are armed only on the
+    rank of a group named by RECSTREAM_FAULT_RANK (if set), and never after torchrun restarted
+    the group (the fault already happened)."""
     if not test_mode:
         return Hooks()
+    import os
+
     from trainer.testing import TestHooks
 
-    return TestHooks()
+    rank = os.environ.get("RECSTREAM_FAULT_RANK")
+    restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0"
+    armed = not restarted and (rank is None or rank == os.environ.get("RANK", "0"))
+    return TestHooks(arm=armed)

@@ -21,8 +21,31 @@ from trainer.core.learner import Learner
 _USER_CHUNK = 65536
 
 
+UserVectors = tuple[list[str], np.ndarray, np.ndarray]  # ids, [ψ, 1] rows, activity stamps
+
+
 @torch.no_grad()
-def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str, str]) -> Snapshot:
+def user_vectors(learner: Learner) -> UserVectors:
+    """The published vector of every user with a row of its own, and its activity stamp."""
+    user_rows = np.sort(learner.users.admitted_rows())
+    users = np.empty((len(user_rows), learner.model.dim + 1), dtype=np.float32)
+    for lo in range(0, len(user_rows), _USER_CHUNK):
+        chunk = user_rows[lo : lo + _USER_CHUNK]
+        users[lo : lo + len(chunk), :-1] = learner.scoring.query_vectors(chunk).numpy()
+    users[:, -1] = 1.0
+    ids = [learner.users.id_of(int(r)) or "" for r in user_rows]
+    return ids, users, learner.user_active[user_rows].copy()
+
+
+@torch.no_grad()
+def to_snapshot(
+    learner: Learner,
+    version: int,
+    created_ms: int,
+    extra: dict[str, str],
+    users: UserVectors | None = None,
+) -> Snapshot:
+    """The snapshot of `learner`; `users` (a group's, gathered) instead of its own users."""
     rows, V, offset = learner.scoring.item_matrix()
     items = torch.cat([V, offset.unsqueeze(1)], dim=1).numpy().astype(np.float32, copy=True)
     item_ids = [learner.items.id_of(int(r)) or "" for r in rows]
@@ -30,23 +53,18 @@ def to_snapshot(learner: Learner, version: int, created_ms: int, extra: dict[str
     if len(learner.model.item_feats):
         featured = (learner.item_features.rows[rows] >= 0).any(axis=1)
         item_stamps[featured] = learner.events_applied
-    user_rows = np.sort(learner.users.admitted_rows())
-    users = np.empty((len(user_rows), learner.model.dim + 1), dtype=np.float32)
-    for lo in range(0, len(user_rows), _USER_CHUNK):
-        chunk = user_rows[lo : lo + _USER_CHUNK]
-        users[lo : lo + len(chunk), :-1] = learner.scoring.query_vectors(chunk).numpy()
-    users[:, -1] = 1.0
+    user_ids, user_vecs, user_stamps = users if users is not None else user_vectors(learner)
     return Snapshot(
         version=version,
         created_ms=created_ms,
         item_ids=item_ids,
         item_vectors=items,
-        user_ids=[learner.users.id_of(int(r)) or "" for r in user_rows],
-        user_vectors=users,
+        user_ids=user_ids,
+        user_vectors=user_vecs,
         extra=extra,
         tower=export_tower(learner).to_bytes(),
         # "active since the last publish" = stamped after that version's stamp
-        user_stamps=learner.user_active[user_rows],
+        user_stamps=user_stamps,
         stamp=learner.events_applied,
         item_stamps=item_stamps,
     )

@@ -36,17 +36,21 @@ def status(checkpoint_dir: Path, namespace: str) -> dict[str, Any]:
             if published
             else None
         ),
-        **_vocabulary(learner),
+        **_vocabulary(learner, m.get("group")),
         "quality": _quality(learner),
         "source": m["source"],
         "settings": m["settings"],
     }
 
 
-def _vocabulary(learner: dict[str, Any]) -> dict[str, Any]:
+def _vocabulary(learner: dict[str, Any], group: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if group is not None:  # a group's checkpoint: each rank's users are in its part
+        out.update(users=group["users"], workers=group["world"])
     for name in ("users", "items"):
-        vocab = learner[name]
+        vocab = learner.get(name)
+        if vocab is None:
+            continue
         out[name] = sum(i is not None for i in vocab["ids"])
         out[f"{name}_admitted"] = vocab["admitted"]
         out[f"{name}_evicted"] = vocab["evicted"]

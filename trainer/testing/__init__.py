@@ -5,6 +5,7 @@ Loaded only when a command runs with `--test-mode` (`trainer.daemon.hooks.hooks_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ class TestHooks(Hooks):
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self) -> None:
-        faults.arm()
+    def __init__(self, arm: bool = True) -> None:
+        faults.arm() if arm else faults.disarm()
         self.oracle = ApplyCounts()
 
     def hit(self, point: str) -> None:
@@ -35,6 +36,18 @@ class TestHooks(Hooks):
 
     def restored(self, checkpoint: Any) -> None:
         self.oracle = ApplyCounts.load(checkpoint)
+
+    def restored_group(self, checkpoint: Any, rank: int, world: int) -> None:
+        """Rank 0 carries the whole group's counts on (their sum is what was applied)."""
+        if rank != 0:
+            return
+        files = sorted(checkpoint.path.glob(f"part-*.{ORACLE}"))
+        if not files:
+            self.oracle = ApplyCounts.load(checkpoint)
+            return
+        self.oracle = ApplyCounts()
+        for path in files:
+            self.oracle.counts.update(json.loads(path.read_text()))
 
 
 __all__ = ["TestHooks", "faults"]
