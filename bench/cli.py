@@ -12,7 +12,16 @@ from bench.sizes import Sizes
 # The suite's sections, in order: bench.suite.SECTIONS runs bench.sections.<name>.section for
 # each. Named here, not imported, so that building the parser does not import torch, river or
 # implicit.
-SECTIONS = ("quality", "realistic", "features", "folding", "scaling", "serving", "pipeline")
+SECTIONS = (
+    "quality",
+    "realistic",
+    "features",
+    "folding",
+    "scaling",
+    "serving",
+    "pipeline",
+    "checkpoints",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

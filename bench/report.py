@@ -12,6 +12,7 @@ from bench.results import Results, Row
 ORDER = (
     "quality", "cold start", "realistic", "realistic, per seed", "query features", "folding",
     "training scalability", "training step (issue 3)", "sampler", "serving", "pipeline",
+    "checkpoints",
 )  # fmt: skip
 PLOTS = {  # section → (file, metrics plotted as grouped bars)
     "quality": ("quality.png", ("progressive recall@10", "progressive recall@100",

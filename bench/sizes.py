@@ -36,6 +36,8 @@ class Sizes:
     pipeline_events: int = 500_000
     publish_items: int = 1_000_000
     reader_items: tuple[int, ...] = (100_000, 1_000_000)
+    ceiling_items: int = 1_000_000  # the learner vs the compute ceiling at popularity:1024
+    checkpoint_rows: tuple[int, ...] = (100_000, 1_000_000)  # N users + N items
     seed: int = 0
 
     @classmethod
@@ -63,6 +65,7 @@ class Sizes:
             grid_repeats=2,
             serving_queries=150,
             pipeline_events=200_000,
+            checkpoint_rows=(100_000,),
         )
 
     @classmethod
@@ -93,6 +96,8 @@ class Sizes:
             pipeline_events=3_000,
             publish_items=20_000,
             reader_items=(5_000,),
+            ceiling_items=5_000,
+            checkpoint_rows=(2_000, 4_000),
         )
 
     def with_seed(self, seed: int) -> Sizes:

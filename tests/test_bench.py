@@ -34,8 +34,13 @@ EXPECTED = {
     "training step (issue 3)": ["events/s, 1 thread", "events/s, 2 threads"],
     "sampler": ["ms per batch (count positives + update + draw)"],
     "serving": ["top-100 p50 ms @ 20,000 items", "top-100 p99 ms @ 20,000 items"],
-    "pipeline": ["events/s", "ratio", "publish seconds", "MB/s",
-                 "Reader.recommend top-100 p50 ms", "Reader.recommend top-100 p99 ms"],
+    "pipeline": ["events/s", "ratio", "publish seconds", "MB/s", "compute ceiling",
+                 "restart seconds", "Reader.recommend top-100 p50 ms",
+                 "Reader.recommend top-100 p99 ms"],
+    "checkpoints": ["stall: Learner.copy_into a warmed twin (median)",
+                    "write on the checkpoint thread (median)",
+                    "disk sequential write + fsync, same run",
+                    "write / disk speed (target >= 0.5)"],
 }  # fmt: skip
 SUBJECTS = {
     "quality": ["WALS", "river BiasedMF", "most-popular", "popular-decayed", "softmax default"],

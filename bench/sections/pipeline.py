@@ -1,7 +1,11 @@
 """Pipeline throughput with real services, side by side in one run, as ratios.
 
-- Kafka → trainer: `recstream train` from a pre-filled topic against a bare kafka-python
-  consumer that only decodes (same topic, same run), and the learner alone on the same events.
+- Kafka → trainer, on the realistic ratings stream: `recstream train` from a pre-filled topic
+  (with its source process, the default, and with --no-source-process) against a bare
+  kafka-python consumer that only decodes (json.loads; same topic, same run) and against the
+  learner alone on the same events; the learner against this machine's compute ceiling (at
+  the default configuration, and at B=1024 with popularity:1024 over 1M items); a restart's
+  seconds from process start to the first trained event, by phase.
 - Publish: seconds for the item table into Redis against `redis-benchmark` SET at the value
   sizes the writer uses (one vector; one chunk of rows).
 - Versions (`bench.versions`, per catalogue size): full and 1% delta publishes, the reader's
@@ -11,20 +15,19 @@
 
 from __future__ import annotations
 
-import json
-import re
-import subprocess
-import sys
+import functools
+import os
 import tempfile
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench import services
+from bench import daemon, services
+from bench.daemon import steady_rate
 from bench.progress import Progress
 from bench.results import Results
 from bench.sizes import Sizes
@@ -44,136 +47,170 @@ def section(results: Results, sizes: Sizes, progress: Progress) -> None:
 
 
 def _kafka(results: Results, sizes: Sizes, progress: Progress, bootstrap: str, work: Path) -> None:
+    from bench.ceiling import catalogue_run, learner_alone, realistic_log
+    from bench.isolated import run_isolated
     from stream.replay import replay
-    from stream.synthetic import World, generate, write_jsonl
 
-    n = sizes.pipeline_events
+    load = [os.getloadavg()[0]]
     log = work / "events.jsonl"
-    world = World(users=max(1000, n // 20), items=max(1000, n // 10), seed=sizes.seed)
-    write_jsonl(log, generate(world, n))
+    progress.step(f"pipeline: a realistic stream of {sizes.pipeline_events:,} events")
+    n, described = realistic_log(log, sizes.pipeline_events, sizes.seed)
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     progress.step(f"pipeline: producing {n:,} events into Kafka")
     replay(log, f"kafka://{bootstrap}/{topic}", partitions=4, progress=False)
-    progress.fraction(0.15)
+    progress.fraction(0.1)
     progress.step("pipeline: raw kafka-python consumer")
     raw = [services.raw_consume(bootstrap, topic, n)]
-    progress.fraction(0.25)
-    progress.step("pipeline: recstream train from the topic")
-    cmd = [sys.executable, "-m", "trainer", "train", "--source", f"kafka://{bootstrap}/{topic}",
-           "--group", f"bench-{uuid.uuid4().hex[:6]}", "--checkpoint-dir", str(work / "ckpt"),
-           "--stop-when-idle", "3", "--checkpoint-every", "3600", "--no-progress",
-           "--log-level", "INFO"]  # fmt: skip
-    t0 = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    wall = time.monotonic() - t0
-    if done.returncode != 0:
-        raise RuntimeError(f"recstream train failed ({done.returncode}): {done.stderr[-1500:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    daemon_rate = float(figures["events_per_s_this_run"])
-    steady = steady_rate(done.stderr, n)
-    e2e = steady if steady is not None else daemon_rate
-    progress.fraction(0.45)
+    e2e: dict[str, float | None] = {}
+    own: dict[str, float] = {}
+    first: tuple[str, Path] | None = None
+    for k, (mode, extra) in enumerate(MODES.items()):
+        progress.step(f"pipeline: recstream train from the topic, {mode}")
+        group, checkpoints = f"bench-{uuid.uuid4().hex[:6]}", work / f"ckpt-{k}"
+        figures, stderr, _ = daemon.train(
+            daemon.command(bootstrap, topic, group, checkpoints, *extra)
+        )
+        own[mode] = float(figures["events_per_s_this_run"])
+        e2e[mode] = steady_rate(stderr, n)
+        first = first or (group, checkpoints)
+        progress.fraction(0.15 + 0.1 * (k + 1))
     raw.append(services.raw_consume(bootstrap, topic, n))
     progress.step("pipeline: the learner alone on the same events")
-    learn = _learner_alone(log, n)
+    alone = run_isolated(learner_alone, log)
+    progress.fraction(0.4)
+    progress.step("pipeline: a restart to its first trained event")
+    assert first is not None
+    more = min(n, 20_000)
+    restart = _restart(bootstrap, topic, log, *first, more, work)
+    progress.fraction(0.45)
+    items = sizes.ceiling_items
+    progress.step(f"pipeline: the learner over {items:,} items, popularity:1024")
+    big = run_isolated(catalogue_run, items, max(1000, items // 10), "popularity:1024")
+    load.append(os.getloadavg()[0])
     progress.fraction(0.55)
+
     raw_rate = float(np.mean(raw))
-    results.add(
-        SECTION, "events/s", "kafka-python consumer, decode only (mean of 2)", raw_rate, "ev/s"
-    )
-    results.add(SECTION, "events/s", "learner alone (in process, default settings)", learn, "ev/s")
-    results.add(
-        SECTION, "events/s", "recstream train, its own figure (join included)", daemon_rate, "ev/s"
-    )
-    if steady is None:
-        results.pending(
-            SECTION,
+    learn = alone["events_per_s"]
+    add = functools.partial(results.add, SECTION)
+    add("events/s", "kafka-python consumer, json.loads per record (mean of 2)", raw_rate, "ev/s")
+    add("events/s", "learner alone (default settings, the same events in log order)", learn, "ev/s")
+    for mode in MODES:
+        add(
             "events/s",
-            "recstream train end to end, from partition assignment",
-            "the daemon's log lines for assignment/idle stop were not found",
-        )
-    else:
-        results.add(
-            SECTION,
-            "events/s",
-            "recstream train end to end, from partition assignment",
-            steady,
+            f"recstream train, {mode}, its own figure (join included)",
+            own[mode],
             "ev/s",
         )
-    results.add(
-        SECTION,
-        "ratio",
-        "end to end / raw consumer (target >= 0.5)",
-        e2e / raw_rate,
-        "×",
+        subject = f"recstream train end to end, {mode}, from partition assignment"
+        rate = e2e[mode]
+        if rate is None:
+            why = "no log line for the assignment ('reading from offset') or the idle stop"
+            results.pending(SECTION, "events/s", subject, why)
+            continue
+        add("events/s", subject, rate, "ev/s")
+        default = mode == DEFAULT
+        to_learner = f"end to end ({mode}) / learner alone (target >= 0.9)"
+        add("ratio", to_learner, rate / learn, "×", headline=default)
+        to_raw = f"end to end ({mode}) / raw consumer (target >= 0.5, goal 0.7)"
+        add("ratio", to_raw, rate / raw_rate, "×", headline=default)
+    _ceiling_rows(results, alone, "default configuration, realistic stream")
+    _ceiling_rows(results, big, f"B=1024, popularity:1024, {big['items']:,} items")
+    for phase, seconds in restart["phases"].items():
+        add("restart seconds", phase, seconds, "s")
+    add(
+        "restart seconds",
+        "process start to the first trained event",
+        restart["total_s"],
+        "s",
         headline=True,
     )
     stages = {"Kafka consume + decode (kafka-python)": raw_rate, "learner step": learn}
     bottleneck = min(stages, key=lambda k: stages[k])
-    results.add(
-        SECTION,
-        "ratio",
-        f"bottleneck: {bottleneck} (slowest stage / the other)",
-        min(stages.values()) / max(stages.values()),
-        "×",
-        headline=True,
-    )
     results.note(
         SECTION,
         (
-            f"{n:,} events pre-filled into a 4-partition topic. End to end = events over the "
-            "time from the first partition assignment to the last event, read from the daemon's "
-            "log; the daemon's own figure also counts joining the group (~3 s on the local "
-            f"broker). Its whole run took {wall:.1f} s with start-up. The daemon fetches and "
-            "decodes the next batch while a learner thread trains on the current one, so end to "
-            "end is at best the slower stage; both need the GIL for their Python parts, which "
-            "is what keeps it below that. "
-            f"Bottleneck stage: {bottleneck} ({min(stages.values()):,.0f} ev/s vs "
-            f"{max(stages.values()):,.0f} ev/s for the other)."
+            f"Kafka → trainer, on the realistic ratings stream ({described}; its first {n:,} "
+            "positives, ids as strings, event times over a year), pre-filled into a "
+            "4-partition topic keyed by user. Raw = a bare kafka-python consumer with the "
+            "source's client settings, json.loads per record, no group (mean of a run before "
+            "and one after the trainers). End to end = events over the time from the first "
+            "partition assignment ('reading from offset', which the source process logs too) "
+            "to the last event, read from the daemon's log; its own figure also counts joining "
+            "the group. Learner alone = the default learner in a fresh process on the same "
+            "events decoded as the source decodes them, in log order, batches of 1024 "
+            f"(evaluation on: {alone['eval_share']:.0%} of its time); the trainer learns "
+            "them as the partitions interleave. Slowest stage: "
+            f"{bottleneck} ({min(stages.values()):,.0f} ev/s vs {max(stages.values()):,.0f}). "
+            f"Load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (2 cores)."
         ),
+    )
+    results.note(SECTION, _ceiling_note(alone, big))
+    results.note(
+        SECTION,
+        "Restart: `recstream train` started again on the first run's checkpoint directory and "
+        f"group after {more:,} more events were produced; phases from its log's timestamps "
+        "('train: source', 'metrics on', 'resumed from checkpoint', the first 'reading from "
+        "offset') and the first recstream_events_trained > 0 on /metrics (polled every "
+        "10 ms). The local broker holds a first JoinGroup for session_timeout/2 (DESIGN.md): "
+        "the group-join phase includes it.",
     )
 
 
-_LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+MODES = {"source process (default)": (), "--no-source-process": ("--no-source-process",)}
+DEFAULT = "source process (default)"
 
 
-def steady_rate(log: str, events: int) -> float | None:
-    """Events/s from the daemon's INFO log: first partition assignment ("reading from
-    offset") to the last event (the idle-stop line minus its idle seconds): the group join
-    and start-up left out. None if those lines are not there."""
-    start = stop = None
-    for line in log.splitlines():
-        m = _LOG_TS.match(line)
-        if not m:
-            continue
-        t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        if start is None and "reading from offset" in line:
-            start = t
-        idle = re.search(r"no event for ([0-9.]+) s", line)
-        if idle:
-            stop = t - float(idle.group(1))
-    if start is None or stop is None or stop <= start:
-        return None
-    return events / (stop - start)
+def _ceiling_rows(results: Results, r: dict[str, Any], config: str) -> None:
+    add = functools.partial(results.add, SECTION)
+    add("compute ceiling", f"fp32 matmul GFLOP/s, 1 thread ({config})", r["gflops"], "GFLOP/s")
+    add("compute ceiling", f"FLOPs per event ({config})", r["flops_per_event"], "FLOP")
+    add("compute ceiling", f"ceiling events/s ({config})", r["ceiling_events_per_s"], "ev/s")
+    add("compute ceiling", f"learner events/s ({config})", r["events_per_s"], "ev/s")
+    add(
+        "ratio",
+        f"learner / compute ceiling, {config} (target >= 0.5)",
+        r["share"],
+        "×",
+        headline=True,
+    )
+    add("ratio", f"learner step without its evaluation / ceiling, {config}", r["step_share"], "×")
 
 
-def _learner_alone(log: Path, n: int) -> float:
-    import torch
+def _ceiling_note(alone: dict[str, Any], big: dict[str, Any]) -> str:
+    def parts(r: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v / 1e3:,.0f}k" for k, v in r["flops_parts"].items() if v)
 
-    from stream.event import Decoder
-    from stream.files import iter_lines
-    from trainer.core.learner import EventColumns, Learner
-    from trainer.core.settings import ModelSettings
+    return (
+        "Compute ceiling = fp32 torch.mm GFLOP/s on one thread at the step's shapes, "
+        "(B×64)@(64×S) and the backward (B×S)@(S×64), (S×B)@(B×64), measured in the learner's "
+        "process before and after its run (mean), divided by the FLOPs per event of the "
+        "configuration: shared logits 6·d·S (forward 2·d·S, backward 4·d·S; S = popularity "
+        "draws + in-batch columns), the tower 6·in·out per layer, the history mean 4·d per "
+        "history item, gravity 6·d² for ΨᵀΨ and 10·d²·T/B for the touched rows' Gramian and "
+        "its update (T = item rows a step gathers); gathers, the sparse Adagrad update, "
+        "sampling and the evaluation are not counted. Default, realistic stream: S = "
+        f"{alone['shared']:.0f}, T = {alone['touched']:,.0f}, {alone['history']:.1f} history "
+        f"items per query: {parts(alone)} FLOPs per event. Over {big['items']:,} items with "
+        f"popularity:1024: S = {big['shared']:.0f}, T = {big['touched']:,.0f}, "
+        f"{big['history']:.1f} history items: {parts(big)}; its evaluation took "
+        f"{big['eval_share']:.0%} of the time."
+    )
 
-    torch.set_num_threads(1)
-    decode = Decoder().decode
-    events = [decode(line) for line in iter_lines(log)]
-    cols = [EventColumns.from_events(events[k : k + 1024]) for k in range(0, len(events), 1024)]
-    learner = Learner(ModelSettings())
-    t0 = time.perf_counter()
-    for c in cols:
-        learner.learn(c)
-    return n / (time.perf_counter() - t0)
+
+def _restart(
+    bootstrap: str, topic: str, log: Path, group: str, checkpoints: Path, more: int, work: Path
+) -> dict[str, Any]:
+    """`recstream train` started again on `checkpoints` after `more` new events."""
+    from stream.broker import free_port
+    from stream.replay import replay
+
+    extra = work / "more.jsonl"
+    with open(log, "rb") as src, open(extra, "wb") as dst:
+        dst.writelines(line for _, line in zip(range(more), src, strict=False))
+    replay(extra, f"kafka://{bootstrap}/{topic}", partitions=4, progress=False)
+    port = free_port()
+    cmd = daemon.command(bootstrap, topic, group, checkpoints, "--metrics-port", str(port))
+    return daemon.restart(cmd, port)
 
 
 def _snapshot(n_items: int, dim: int, seed: int):  # type: ignore[no-untyped-def]
