@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,12 +30,17 @@ class GlooSync:
 
     def __init__(self, rank: int, world: int) -> None:
         self.rank, self.world = rank, world
+        self.seconds = 0.0  # in collectives, waiting for the slowest rank included
+        self.calls = 0
 
     def share(self, mine: Any) -> list[Any]:
         import torch.distributed as dist
 
+        t0 = time.perf_counter()
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, mine)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
         return out
 
 

@@ -124,18 +124,11 @@ class GroupTrainer:
             from trainer.daemon.sources import open_source
 
             return open_source(s, offsets, lambda batch: None, resuming).source
-        from types import MappingProxyType
-
-        from stream.kafka import KafkaSettings, KafkaSource, build_source, ensure_topic
+        from stream.kafka import KafkaSource, build_source, ensure_topic
         from stream.kafka.admin import describe_topic
+        from trainer.daemon.sources import kafka_settings
 
-        ks = KafkaSettings(
-            bootstrap=uri.bootstrap,
-            session_timeout_ms=s.session_timeout_ms,
-            heartbeat_interval_ms=s.heartbeat_interval_ms,
-            max_poll_interval_ms=s.max_poll_interval_ms,
-            client_options=MappingProxyType(dict(s.kafka_options)),
-        )
+        ks = kafka_settings(s, uri.bootstrap)
         ensure_topic(ks, uri.topic, s.partitions)
         info = describe_topic(ks, uri.topic)
         count = len(info["partitions"]) if info else s.partitions

@@ -53,15 +53,9 @@ def open_source(
             uri.path, dead_letter_path=dead, start_offsets=offsets, log_format=s.log_format
         )
         return Opened(source, offsets, None)
-    from stream.kafka import EndOffsets, KafkaSettings, KafkaSource, ensure_topic, offsets_for_time
+    from stream.kafka import EndOffsets, KafkaSource, ensure_topic, offsets_for_time
 
-    ks = KafkaSettings(
-        bootstrap=uri.bootstrap,
-        session_timeout_ms=s.session_timeout_ms,
-        heartbeat_interval_ms=s.heartbeat_interval_ms,
-        max_poll_interval_ms=s.max_poll_interval_ms,
-        client_options=MappingProxyType(dict(s.kafka_options)),
-    )
+    ks = kafka_settings(s, uri.bootstrap)
     wait_for(
         lambda left: ensure_topic(_bounded(ks, left), uri.topic, s.partitions),
         s.connect_timeout_s,
@@ -93,4 +87,17 @@ def _bounded(ks: KafkaSettings, left_s: float) -> KafkaSettings:
     ms = max(1, int(1000 * min(ATTEMPT_S, left_s)))
     return dataclasses.replace(
         ks, client_options=MappingProxyType({"bootstrap_timeout_ms": ms, **ks.client_options})
+    )
+
+
+def kafka_settings(s: TrainSettings, bootstrap: str) -> KafkaSettings:
+    """The Kafka client settings of a trainer (or of a rank of a group)."""
+    from stream.kafka import KafkaSettings
+
+    return KafkaSettings(
+        bootstrap=bootstrap,
+        session_timeout_ms=s.session_timeout_ms,
+        heartbeat_interval_ms=s.heartbeat_interval_ms,
+        max_poll_interval_ms=s.max_poll_interval_ms,
+        client_options=MappingProxyType(dict(s.kafka_options)),
     )
