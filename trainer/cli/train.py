@@ -150,9 +150,9 @@ def _group(s: TrainSettings, group: Membership) -> int:
             "checkpoint": trainer.checkpoint_id,
             "workers": group.world,
             "events_per_s_this_run": round(trainer.events_this_run / trainer.elapsed_s, 1),
-            # rank 0's seconds in the group's collectives (waits for slower ranks included)
-            "collective_s": round(group.sync.seconds, 3),
-            "collectives": group.sync.calls,
+            # rank 0's seconds in the group's collectives up to its last event (waits for
+            # slower ranks included): a share of the run's seconds above
+            "collective_s": round(trainer.collective_s, 3),
             "shutdown_s": None if trainer.shutdown_s is None else round(trainer.shutdown_s, 3),
         }
         print(json.dumps(summary))

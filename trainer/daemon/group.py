@@ -31,7 +31,6 @@ class GlooSync:
     def __init__(self, rank: int, world: int) -> None:
         self.rank, self.world = rank, world
         self.seconds = 0.0  # in collectives, waiting for the slowest rank included
-        self.calls = 0
 
     def share(self, mine: Any) -> list[Any]:
         import torch.distributed as dist
@@ -40,7 +39,6 @@ class GlooSync:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, mine)
         self.seconds += time.perf_counter() - t0
-        self.calls += 1
         return out
 
 

@@ -70,6 +70,7 @@ class GroupTrainer:
         self.checkpoint_id: int | None = None
         self.events_this_run = 0
         self.elapsed_s = 1e-9
+        self.collective_s = 0.0  # in the group's collectives, from the start to the last event
 
     def request_stop(self, *_: object) -> None:
         if not self.stop_requested:
@@ -160,7 +161,7 @@ class GroupTrainer:
         s, sync = self.s, self.group.sync
         started = last_event = time.monotonic()
         next_ckpt = started + s.checkpoint_every_s
-        applied0, since, dirty = learner.events_applied, 0, False
+        applied0, since = learner.events_applied, 0
         while True:
             batch = source.poll(s.batch_size, s.poll_timeout_s)
             now = time.monotonic()
@@ -180,6 +181,7 @@ class GroupTrainer:
                 EventColumns(cols.users, cols.items, cols.ts, cols.weights, cols.contexts)
             )
             if batch.count:
+                self.collective_s = self.group.sync.seconds  # up to the last event, as elapsed_s
                 self.hooks.applied(cols.event_ids or [None] * batch.count)
                 self.hooks.hit("after-step")
                 self.metrics.trained.inc(batch.count)
@@ -187,7 +189,6 @@ class GroupTrainer:
             offsets.update(batch.offsets)
             self.rejected += batch.rejected
             since += stats.events
-            dirty = dirty or bool(batch.count or batch.rejected or batch.offsets)
             self.metrics.applied.set(learner.events_applied)
             stop = any(f["stop"] for f in flags)
             idle = s.stop_when_idle_s is not None and all(
