@@ -6,7 +6,9 @@ topic, in one run.
 The pipeline's realistic stream (bench.ceiling.realistic_log) is produced into a topic of 4
 partitions keyed by user; each configuration trains it from the start (a fresh group and
 checkpoint directory) to its idle stop, `repeats` times, interleaved. Per configuration: events/s
-from the summary line (first step to last event: start-up and group join left out), CPU seconds
+from its partitions' assignment to its last event (a single trainer: from its log, as the
+pipeline section reads it; a group: rank 0's summary line, its loop starting once the ranks
+have joined and assigned their partitions; start-up left out of both), CPU seconds
 per 1k events (the trainer and every child process: torchrun, ranks, source processes), and for
 a group rank 0's share of its run spent in the group's collectives (waits for the slower rank
 included). The machine's cores bound what W ranks can gain: on 2 cores two ranks with their
@@ -54,11 +56,14 @@ def run(events: int, workers: list[int], repeats: int, seed: int) -> list[dict[s
                 if w > 1:
                     cmd += ["--workers", str(w)]
                 cpu0 = _children_cpu_s()
-                figures, _, wall = daemon.train(cmd)
+                figures, stderr, wall = daemon.train(cmd)
                 cpu = _children_cpu_s() - cpu0
                 if figures["events_applied"] != n:
                     raise RuntimeError(f"W={w} applied {figures['events_applied']} of {n}")
-                rate = float(figures["events_per_s_this_run"])
+                # alike for both: from the first partition (a single trainer's own figure
+                # includes its Kafka group join; a rank assigns its partitions, joins nothing)
+                steady = daemon.steady_rate(stderr, n) if w == 1 else None
+                rate = steady or float(figures["events_per_s_this_run"])
                 rows[w].append(
                     {
                         "events_per_s": rate,
