@@ -273,13 +273,18 @@ class Proc:
         return self.metrics().get(name, 0.0)
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-        except (urllib.error.URLError, OSError):
-            return 0, {}
+        return health_at(self.port)
+
+
+def health_at(port: int | None) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of /healthz on `port`; (0, {}) while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    except (urllib.error.URLError, OSError):
+        return 0, {}
 
 
 def train_args(

@@ -22,6 +22,7 @@ from tests.faultkit import (
     Producer,
     applied_counts,
     event,
+    health_at,
     log_counts,
     train_args,
     verdict,
@@ -168,3 +169,31 @@ def test_two_ranks_at_b_learn_as_well_as_one_at_2b() -> None:
     together = sum(f.running[10].get() * f.evaluated for f in figures) / n
     single = alone.evaluator.progress.running[10].get()
     assert abs(together - single) <= 0.01, (together, single)
+
+
+def test_a_rank_stuck_in_a_step_fails_its_health_check_then_recovers(
+    kafka_bootstrap, topic, tmp_path
+):
+    """Rank 1 pauses 8 s inside a step (--stall-after 2): its /healthz (on --metrics-port + 1)
+    answers 503 with the stalled phase, then the group finishes exactly once."""
+    Producer(kafka_bootstrap, topic).produce(EVENTS)
+    ckpt = tmp_path / "ckpt"
+    args = train_args(kafka_bootstrap, topic, f"g-{topic}", ckpt, *EVERY, "--workers", "2")
+    env = {"RECSTREAM_FAULT": "slow-step@3:pause=8", "RECSTREAM_FAULT_RANK": "1"}
+    proc = Proc([*args, "--stall-after", "2", "--stop-when-idle", "4"], tmp_path / "g.log", env)
+    assert proc.port is not None
+    rank1 = proc.port + 1
+    try:
+        _, body = wait_until(
+            lambda: (lambda h: h if h[0] == 503 else None)(health_at(rank1)),
+            60,
+            "rank 1's /healthz to fail",
+        )
+        assert body["stalled"] and body["rank"] == 1 and body["phase"] == "learning", body
+        wait_until(lambda: health_at(rank1)[0] == 200, 30, "rank 1's /healthz to recover")
+        rc = proc.wait(300)
+    finally:
+        proc.kill()
+    assert rc == 0, proc.log()[-4000:]
+    assert "ALARM training stalled" in proc.log()
+    _exact(kafka_bootstrap, topic, ckpt)

@@ -30,6 +30,7 @@ from trainer.daemon.groupckpt import GroupCheckpointer
 from trainer.daemon.hooks import hooks_for
 from trainer.daemon.metrics import MetricsServer, TrainerMetrics
 from trainer.daemon.settings import TrainSettings
+from trainer.daemon.watchdog import Progress, Watchdog
 from trainer.daemon.writer_process import WriterProcess
 from trainer.errors import ConfigError
 
@@ -63,6 +64,12 @@ class GroupTrainer:
         self.hooks = hooks_for(settings.test_mode)
         self.metrics = TrainerMetrics()
         self.checkpointer = GroupCheckpointer(settings, group, self.hooks)
+        # the loop-turn half of a single trainer's watchdog: a rank stuck in a step, a
+        # checkpoint or a collective (a peer that hangs) fails /healthz after --stall-after
+        self.progress = Progress()
+        self.watchdog = Watchdog(
+            self.progress, settings.stall_after_s, on_change=self.metrics.stalled.set
+        )
         self.stop_requested = False
         self.stop_requested_at: float | None = None
         self.shutdown_s: float | None = None
@@ -104,8 +111,10 @@ class GroupTrainer:
             identity.update(source.identity())
             if s.redis and g.rank == 0:
                 writer = WriterProcess(s.checkpoint_dir, s.namespace, s.redis, s.redis_tls)
+            self.watchdog.start()
             self._loop(learner, source, offsets, identity)
         finally:
+            self.watchdog.close()
             source.close()
             if writer is not None:
                 writer.stop(wait_s=max(5.0, s.shutdown_grace_s - 1.0))
@@ -163,6 +172,7 @@ class GroupTrainer:
         next_ckpt = started + s.checkpoint_every_s
         applied0, since = learner.events_applied, 0
         while True:
+            self.progress.turn("polling")
             batch = source.poll(s.batch_size, s.poll_timeout_s)
             now = time.monotonic()
             if batch.count or batch.rejected:
@@ -173,6 +183,7 @@ class GroupTrainer:
                 "due": now >= next_ckpt or (every is not None and since >= every),
                 "idle": now - last_event,
             }
+            self.progress.turn("learning")
             flags = sync.share(mine)
             cols = batch.as_columns()
             if batch.count:
@@ -195,6 +206,7 @@ class GroupTrainer:
                 f["idle"] >= s.stop_when_idle_s for f in flags
             )
             if stop or idle or any(f["due"] for f in flags):
+                self.progress.turn("checkpoint")
                 cid = self.checkpointer.checkpoint(
                     learner, source, dict(offsets), dict(identity), self.rejected
                 )
@@ -209,4 +221,14 @@ class GroupTrainer:
         self.events_this_run = learner.events_applied - applied0
 
     def _health(self) -> tuple[bool, dict[str, Any]]:
-        return True, {"rank": self.group.rank, "world": self.group.world}
+        """Healthy unless this rank's loop has not turned for --stall-after seconds."""
+        checks: dict[str, Any] = {
+            "rank": self.group.rank,
+            "world": self.group.world,
+            "stalled": self.watchdog.stalled,
+            "checkpoint": self.checkpoint_id,
+            "phase": self.progress.phase,
+        }
+        if self.watchdog.stalled:
+            checks["reason"] = self.watchdog.reason
+        return not self.watchdog.stalled, checks
