@@ -28,6 +28,7 @@ from trainer.core.learner import Learner
 from trainer.core.state import jsonable
 from trainer.daemon.checkpoint import SERVING, Checkpoint, CheckpointStore
 from trainer.daemon.commit import CheckpointContent, CommitSequence
+from trainer.daemon.groupckpt import state_for
 from trainer.daemon.hooks import Hooks
 from trainer.daemon.metrics import TrainerMetrics
 from trainer.daemon.serving import to_snapshot
@@ -99,13 +100,9 @@ class Checkpointer:
                 f"{mismatch} (in {self.s.checkpoint_dir}); use the same value or a new "
                 "--checkpoint-dir"
             )
-        if "group" in ckpt.meta:  # written by a group: this trainer is a group of one now
-            from trainer.daemon.groupckpt import state_for
-
-            learner = Learner(self.s.model)
-            learner.load_state(*state_for(ckpt, 0, 1, self.s.model))
-        else:
-            learner = Learner.from_state(self.s.model, ckpt.tensors(), ckpt.meta["learner"])
+        # a group's checkpoint too (this trainer is a group of one)
+        learner = Learner(self.s.model)
+        learner.load_state(*state_for(ckpt, 0, 1, self.s.model))
         applied = Applied(
             learner,
             offsets=dict(ckpt.meta["offsets"]),
@@ -115,10 +112,7 @@ class Checkpointer:
         )
         self.metrics.checkpoint_id.set(ckpt.id)
         self.metrics.applied.set(learner.events_applied)
-        if "group" in ckpt.meta:
-            self.hooks.restored_group(ckpt, 0, 1)
-        else:
-            self.hooks.restored(ckpt)
+        self.hooks.restored(ckpt)
         log.info(
             "resumed from checkpoint %d: %d events applied, offsets %s",
             ckpt.id,

@@ -73,6 +73,8 @@ def state_for(ckpt: Checkpoint, rank: int, world: int, model: ModelSettings) -> 
     """The learner state of rank `rank` of a group of `world` from a checkpoint written by a
     group of any size, or by a single trainer (a group of one); `world` 1 is a single
     trainer's whole state."""
+    if "group" not in ckpt.meta and world == 1:  # a single trainer's, read by one
+        return dict(ckpt.tensors()), ckpt.meta["learner"]
     shared: Arrays = dict(ckpt.tensors())
     parts: list[tuple[Arrays, Meta]] = []
     if "group" in ckpt.meta:
@@ -105,7 +107,7 @@ class GroupCheckpointer:
             raise CheckpointError(f"{mismatch} (in {self.s.checkpoint_dir})")
         arrays, meta = state_for(ckpt, g.rank, g.world, self.s.model)
         learner.load_state(arrays, meta)
-        self.hooks.restored_group(ckpt, g.rank, g.world)
+        self.hooks.restored(ckpt, g.rank, g.world)
         log.info(
             "rank %d resumed from checkpoint %d: %d events applied, %d users of its own",
             g.rank,

@@ -25,12 +25,9 @@ class Hooks:
         """Extra files for the checkpoint being written: name -> writer."""
         return {}
 
-    def restored(self, checkpoint: Any) -> None:
-        """The daemon resumed from `checkpoint` (a `trainer.daemon.checkpoint.Checkpoint`)."""
-
-    def restored_group(self, checkpoint: Any, rank: int, world: int) -> None:
-        """Rank `rank` of a group of `world` resumed from `checkpoint` (a group's or one
-        trainer's)."""
+    def restored(self, checkpoint: Any, rank: int = 0, world: int = 1) -> None:
+        """The daemon (rank `rank` of a group of `world`) resumed from `checkpoint` (a
+        `trainer.daemon.checkpoint.Checkpoint`, written by one trainer or by a group)."""
 
 
 def hooks_for(test_mode: bool) -> Hooks:
