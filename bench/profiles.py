@@ -131,9 +131,7 @@ def end_to_end(bootstrap: str, topic: str, work: Path, seconds: float, *extra: s
         out = record(proc.pid, seconds, work / f"e2e{'-'.join(extra)}.raw")
         proc.wait(timeout=600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_if_running(proc)
     return out
 
 
@@ -163,10 +161,14 @@ def learner_alone(log: Path, work: Path, seconds: float) -> Path:
         out = record(proc.pid, seconds, work / "learner.raw")
         proc.wait(timeout=600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _kill_if_running(proc)
     return out
+
+
+def _kill_if_running(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,24 @@ store alone; tests/test_store_snapshot.py checks it), so that stream and the tra
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import signal
 import subprocess
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Self
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies (Linux
+    PR_SET_PDEATHSIG; nothing elsewhere, or where it cannot be set). It may also serve as a
+    `preexec_fn`, for a child to die with the process that starts it."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, sig)  # PR_SET_PDEATHSIG
 
 
 def stop_child(

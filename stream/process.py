@@ -22,7 +22,6 @@ child's messages (batches and revocations to `poll`, answers to the caller that 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
 import os
@@ -35,6 +34,7 @@ from concurrent.futures import Future
 from itertools import count
 from typing import Any
 
+from store.child import die_with_parent
 from stream.errors import SourceError
 from stream.source import Batch, EventSource
 
@@ -343,8 +343,6 @@ def _die_with(parent: int) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux; SIGTERM is ignored
     here, and a fetcher has nothing to save); else the loop's check of the parent's pid does
     it."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(0)

@@ -10,17 +10,16 @@ rank from the last group checkpoint, with the new W). W cannot exceed the partit
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from store.child import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,10 @@ def join(timeout_s: float = 300.0) -> Membership | None:
     import torch.distributed as dist
 
     rank = int(os.environ["RANK"])
-    _die_with_agent()
+    # a rank whose agent is gone can never be restarted with its group and would hold its
+    # partitions back forever; killed with it, nothing is lost (the group resumes from its
+    # last checkpoint)
+    die_with_parent(signal.SIGKILL)
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and rank == 0:
         log.warning(
             "torchrun shares its rendezvous store with the ranks: after a restart the new "
@@ -96,17 +98,6 @@ def _exit_unless(joined: threading.Event, rank: int) -> None:
             JOIN_S,
         )
         os._exit(1)
-
-
-def _die_with_agent() -> None:
-    """Ask the kernel to SIGKILL this rank when its parent, torchrun's agent, dies (Linux): a
-    rank whose agent is gone can never be restarted with its group and would hold its
-    partitions' progress back forever. Nothing is lost: the group resumes from its last
-    checkpoint."""
-    if sys.platform != "linux":
-        return
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def leave() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import time
 from typing import Any
 
@@ -30,6 +29,7 @@ from trainer.daemon.groupckpt import GroupCheckpointer
 from trainer.daemon.hooks import hooks_for
 from trainer.daemon.metrics import MetricsServer, TrainerMetrics
 from trainer.daemon.settings import TrainSettings
+from trainer.daemon.stopping import StopOnSignal
 from trainer.daemon.watchdog import Progress, Watchdog
 from trainer.daemon.writer_process import WriterProcess
 from trainer.errors import ConfigError
@@ -58,7 +58,7 @@ class _Nothing:
     def close(self) -> None: ...
 
 
-class GroupTrainer:
+class GroupTrainer(StopOnSignal):
     def __init__(self, settings: TrainSettings, group: Membership) -> None:
         self.s, self.group = settings, group
         self.hooks = hooks_for(settings.test_mode)
@@ -70,23 +70,12 @@ class GroupTrainer:
         self.watchdog = Watchdog(
             self.progress, settings.stall_after_s, on_change=self.metrics.stalled.set
         )
-        self.stop_requested = False
-        self.stop_requested_at: float | None = None
         self.shutdown_s: float | None = None
         self.rejected = 0
         self.checkpoint_id: int | None = None
         self.events_this_run = 0
         self.elapsed_s = 1e-9
         self.collective_s = 0.0  # in the group's collectives, from the start to the last event
-
-    def request_stop(self, *_: object) -> None:
-        if not self.stop_requested:
-            self.stop_requested_at = time.monotonic()
-        self.stop_requested = True
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> Learner:
         warm_up()

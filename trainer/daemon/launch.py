@@ -11,15 +11,16 @@ it dies with this process (PR_SET_PDEATHSIG), and the ranks with it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import FrameType
+
+from store.child import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,9 @@ def run_group(workers: int, argv: list[str]) -> int:
     # a store per round: torchrun's shared rendezvous store outlives a restart with the old
     # ranks' addresses in it, and the new ranks connect to those (see trainer.daemon.group)
     env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    # torchrun dies with this process: SIGTERM, so it stops its ranks first
+    die = functools.partial(die_with_parent, signal.SIGTERM)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=die)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         ranks = _children(proc.pid)
@@ -58,14 +61,7 @@ def run_group(workers: int, argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while True:
-        try:
-            return _exit_code(proc.wait())
-        except InterruptedError:  # pragma: no cover (wait retries EINTR itself)
-            time.sleep(0.01)
-
-
-def _exit_code(rc: int) -> int:
+    rc = proc.wait()
     return rc if rc >= 0 else 1
 
 
@@ -76,8 +72,3 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             out += [int(c) for c in (task / "children").read_text().split()]
     return out
-
-
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

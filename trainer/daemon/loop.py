@@ -24,7 +24,6 @@ Threads, and what each may touch:
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -43,18 +42,17 @@ from trainer.daemon.metrics import MetricsServer, TotalLag, TrainerMetrics
 from trainer.daemon.publish import read_published
 from trainer.daemon.settings import TrainSettings
 from trainer.daemon.sources import open_source
+from trainer.daemon.stopping import StopOnSignal
 from trainer.daemon.watchdog import Progress, Watchdog, poll_gap_alarm
 from trainer.daemon.writer_process import WriterProcess
 
 log = logging.getLogger(__name__)
 
 
-class Trainer:
+class Trainer(StopOnSignal):
     def __init__(self, settings: TrainSettings) -> None:
         self.s = settings
         self.lock = DirectoryLock(settings.checkpoint_dir)
-        self.stop_requested = False
-        self.stop_requested_at: float | None = None
         self.hooks = hooks_for(settings.test_mode)
         self.metrics = TrainerMetrics()
         self.checkpointer = Checkpointer(settings, self.metrics, self.hooks)
@@ -89,15 +87,6 @@ class Trainer:
         return self.applied.checkpoint_id if self.applied else None
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def request_stop(self, *_: object) -> None:
-        """Signal-safe: only sets a flag; the loop finishes its batch, checkpoints and exits."""
-        if not self.stop_requested:
-            self.stop_requested_at = time.monotonic()
-        self.stop_requested = True
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> Learner | None:
         """Train until stopped; None if stopped while still a standby."""
